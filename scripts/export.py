@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Export an image classifier to TorchScript for gaia, with MODEL.json beside it.
+
+    scripts/export.py --arch cifar_resnet20 --weights resnet20-12fca82f.th --out m.pt
+    scripts/export.py --arch resnet50 --num-classes 1000 --trace --out r50.pt
+
+--weights takes a plain state dict or a checkpoint dict with a `state_dict`
+entry; a `module.` prefix (DataParallel) is removed. Without --weights the model
+keeps its random initialization (seeded by --seed). Nothing is downloaded.
+The file is made by torch.jit.script, or by torch.jit.trace with --trace.
+MODEL.json records the architecture, input size, mean/std, class names and the
+torch version that wrote the file.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models  # noqa: E402
+
+
+def load_state_dict(path):
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except TypeError:  # torch without weights_only
+        obj = torch.load(path, map_location="cpu")
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise SystemExit(f"{path}: expected a state dict or a checkpoint with 'state_dict', found {type(obj).__name__}")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def export(arch, out, num_classes=10, weights=None, trace=False, seed=0, randomize_norm=False,
+           class_names=None):
+    """Build, optionally load weights, script or trace, save; returns the eager model."""
+    torch.manual_seed(seed)
+    model, input_size, mean, std = models.build(arch, num_classes)
+    if weights:
+        sd = load_state_dict(weights)
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise SystemExit(f"{weights}: does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    elif randomize_norm:
+        models.randomize_norm_stats(model, seed)
+    model.eval()
+    if trace:
+        example = torch.zeros([1] + input_size)
+        with torch.no_grad():
+            sm = torch.jit.trace(model, example)
+    else:
+        sm = torch.jit.script(model)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    sm.save(out)
+    if class_names is None:
+        class_names = models.CIFAR10_CLASSES if arch in models.CIFAR_DEPTHS and num_classes == 10 \
+            else [str(i) for i in range(num_classes)]
+    meta = {
+        "arch": arch,
+        "num_classes": num_classes,
+        "input_size": input_size,
+        "mean": mean,
+        "std": std,
+        "class_names": class_names,
+        "exported_with": "trace" if trace else "script",
+        "torch_version": torch.__version__,
+        "weights": os.path.basename(weights) if weights else None,
+    }
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    return model
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", required=True, choices=models.ARCHS)
+    p.add_argument("--weights", help="state dict or checkpoint (.pth, .th)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes (default: 1000 for torchvision archs, 10 otherwise)")
+    p.add_argument("--trace", action="store_true", help="torch.jit.trace instead of torch.jit.script")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the TorchScript file to write (MODEL.json goes beside it)")
+    a = p.parse_args()
+    if a.num_classes is None:
+        a.num_classes = 1000 if a.arch in models.TORCHVISION else 10
+    if a.weights and not os.path.exists(a.weights):
+        raise SystemExit(f"{a.weights}: no such file")
+    export(a.arch, a.out, a.num_classes, a.weights, a.trace, a.seed)
+    print(f"wrote {a.out} and {os.path.splitext(a.out)[0]}.json ({a.arch}, "
+          f"{'traced' if a.trace else 'scripted'}, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()

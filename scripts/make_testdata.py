@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Make the TorchScript files and eager references the Go tests compare with.
+
+    scripts/make_testdata.py --out build/testdata [--archs resnet18,cifar_resnet20]
+
+For each architecture: ARCH.script.pt and ARCH.trace.pt (seeded random
+weights with non-trivial BatchNorm statistics, MODEL.json beside each), and
+ARCH.ref.npz with the input batch, the logits, F, h and the tap gradients of
+reference.tap_gradients, plus ARCH.ref.json listing the normalization taps in
+order. Everything is written by the same torch that the Go side links, so the
+files load there whatever its version. Files already made by this torch
+version are kept.
+"""
+
+import argparse
+import warnings
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export  # noqa: E402
+import models  # noqa: E402
+import reference  # noqa: E402
+
+DEFAULT_ARCHS = ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
+                 "resnet18", "resnet34", "resnet50", "densenet121"]
+
+
+class PlainCNN(nn.Module):
+    """No normalization layers: the taps fall back to the ReLU inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.features(x)
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+def plain_reference(model, x):
+    """Gradients of sum max logit at the ReLU inputs (the conv outputs)."""
+    vals, names = [], []
+
+    def hook(name):
+        def f(mod, inp, out):
+            names.append(name)
+            vals.append(out)
+            return out.clone()
+        return f
+    hs = [model.features[i].register_forward_hook(hook(f"features.{i}:relu_input")) for i in (0, 2)]
+    z = model(x)
+    gz = torch.autograd.grad(z.max(1).values.sum(), vals)
+    for h in hs:
+        h.remove()
+    return names, z.detach(), [g.detach() for g in gz]
+
+
+def save_npz(path, arrays):
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{k: np.ascontiguousarray(v.numpy() if torch.is_tensor(v) else v, dtype=np.float32)
+                     for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+def make(arch, out, seed):
+    stamp = os.path.join(out, arch + ".ref.json")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f).get("torch_version") == torch.__version__:
+                return
+    torch.manual_seed(seed)
+    if arch == "plain_cnn":
+        model = PlainCNN().eval()
+        x = torch.randn(2, 3, 16, 16)
+        for kind in ("script", "trace"):
+            sm = torch.jit.script(model) if kind == "script" else torch.jit.trace(model, x)
+            sm.save(os.path.join(out, f"{arch}.{kind}.pt"))
+        names, z, gz = plain_reference(model, x)
+        arrays = {"x": x, "z": z}
+        arrays.update({"gz_" + n: g for n, g in zip(names, gz)})
+        save_npz(os.path.join(out, arch + ".ref.npz"), arrays)
+        meta = {"names": names, "torch_version": torch.__version__}
+    else:
+        size = 32 if arch.startswith("cifar") else 64
+        model = None
+        for kind in ("script", "trace"):
+            model = export.export(arch, os.path.join(out, f"{arch}.{kind}.pt"), num_classes=10,
+                                  trace=(kind == "trace"), seed=seed, randomize_norm=True)
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed + 1))
+        ref = reference.tap_gradients(model, arch, x)
+        with torch.no_grad():
+            direct = model(x)
+        if not torch.allclose(direct, ref["z"], rtol=1e-5, atol=1e-5):
+            raise SystemExit(f"{arch}: reference split does not reproduce the model's logits")
+        arrays = {"x": x, "z": ref["z"], "h": ref["h"], "F": ref["F"], "ga1": ref["ga1"]}
+        arrays.update({"gz_" + n: g for n, g in zip(ref["names"], ref["gz"])})
+        arrays.update({"ga2_" + n: g for n, g in zip(ref["names"], ref["ga2"])})
+        save_npz(os.path.join(out, arch + ".ref.npz"), arrays)
+        meta = {"names": ref["names"], "torch_version": torch.__version__}
+    with open(stamp, "w") as f:
+        json.dump(meta, f, indent=1)
+    print(f"testdata: {arch} ({len(meta['names'])} norm taps)", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--archs", default=",".join(DEFAULT_ARCHS + ["plain_cnn"]))
+    p.add_argument("--seed", type=int, default=7)
+    a = p.parse_args()
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    os.makedirs(a.out, exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    for arch in a.archs.split(","):
+        make(arch.strip(), a.out, a.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Model definitions the project exports to TorchScript.
+
+torchvision supplies ResNet-18/34/50 and DenseNet-121. The CIFAR ResNets
+(He et al. 2016, the 3-stage variant with option-A shortcuts) and the small
+MNIST ResNet of the demo are defined here, scriptable as they stand, with the
+parameter names of akamaster/pytorch_resnet_cifar10 so that its checkpoints
+load unchanged.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+
+
+class ShortcutA(nn.Module):
+    """Option-A shortcut: subsample by 2 and zero-pad planes/4 channels on each side."""
+
+    def __init__(self, planes: int):
+        super().__init__()
+        self.pad = planes // 4
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad), "constant", 0.0)
+
+
+class CifarBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = ShortcutA(planes)
+        else:
+            self.shortcut = nn.Sequential()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        out = F.relu(out)
+        return out
+
+
+class CifarResNet(nn.Module):
+    """ResNet-6n+2 for 32 x 32 inputs: widths 16, 32, 64, global pooling, linear."""
+
+    def __init__(self, num_blocks, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.in_planes = 16
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = self._make_layer(16, num_blocks[0], 1)
+        self.layer2 = self._make_layer(32, num_blocks[1], 2)
+        self.layer3 = self._make_layer(64, num_blocks[2], 2)
+        self.linear = nn.Linear(64, num_classes)
+
+    def _make_layer(self, planes, n, stride):
+        layers = []
+        for s in [stride] + [1] * (n - 1):
+            layers.append(CifarBasicBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer1(out)
+        out = self.layer2(out)
+        out = self.layer3(out)
+        out = F.avg_pool2d(out, int(out.shape[3]))
+        out = out.view(out.size(0), -1)
+        return self.linear(out)
+
+
+class MnistResNet(nn.Module):
+    """A small ResNet for 28 x 28 grayscale digits: BatchNorm after every
+    convolution (so GAIA has taps), two stages, global pooling, linear."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.in_planes = 16
+        self.layer1 = self._make_layer(16, 2, 1)
+        self.layer2 = self._make_layer(32, 2, 2)
+        self.layer3 = self._make_layer(64, 2, 2)
+        self.linear = nn.Linear(64, num_classes)
+
+    def _make_layer(self, planes, n, stride):
+        layers = []
+        for s in [stride] + [1] * (n - 1):
+            layers.append(CifarBasicBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.adaptive_avg_pool2d(out, 1)
+        out = torch.flatten(out, 1)
+        return self.linear(out)
+
+
+CIFAR_DEPTHS = {"cifar_resnet20": 3, "cifar_resnet32": 5, "cifar_resnet44": 7, "cifar_resnet56": 9}
+TORCHVISION = ("resnet18", "resnet34", "resnet50", "densenet121")
+ARCHS = TORCHVISION + tuple(CIFAR_DEPTHS) + ("mnist_resnet",)
+
+
+def build(arch: str, num_classes: int):
+    """The eager model and its preprocessing: (model, [C, H, W], mean, std)."""
+    if arch in CIFAR_DEPTHS:
+        n = CIFAR_DEPTHS[arch]
+        return CifarResNet([n, n, n], num_classes), [3, 32, 32], IMAGENET_MEAN, IMAGENET_STD
+    if arch == "mnist_resnet":
+        return MnistResNet(num_classes), [1, 28, 28], [0.1307], [0.3081]
+    if arch in TORCHVISION:
+        import torchvision
+        ctor = getattr(torchvision.models, arch)
+        return ctor(num_classes=num_classes), [3, 224, 224], IMAGENET_MEAN, IMAGENET_STD
+    raise SystemExit(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
+
+
+def features_and_head(model, arch: str):
+    """Split an eager model into F = features(x), the final feature map after
+    its activation, and head(F) -> (h, logits), h the pooled classifier input.
+    Written from the architectures, not from any graph: the reference for taps."""
+    if arch.startswith("resnet"):
+        def features(x):
+            m = model
+            x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+            return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+        def head(f):
+            h = torch.flatten(model.avgpool(f), 1)
+            return h, model.fc(h)
+        return features, head
+    if arch.startswith("densenet"):
+        def features(x):
+            return F.relu(model.features(x))
+
+        def head(f):
+            h = torch.flatten(F.adaptive_avg_pool2d(f, (1, 1)), 1)
+            return h, model.classifier(h)
+        return features, head
+    if arch in CIFAR_DEPTHS or arch == "mnist_resnet":
+        def features(x):
+            m = model
+            out = F.relu(m.bn1(m.conv1(x)))
+            return m.layer3(m.layer2(m.layer1(out)))
+
+        def head(f):
+            h = torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
+            return h, model.linear(h)
+        return features, head
+    raise ValueError(arch)
+
+
+def randomize_norm_stats(model, seed: int):
+    """Give every BatchNorm non-trivial running statistics and affine values, so
+    that a randomly initialized model in eval mode is not near the identity."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)

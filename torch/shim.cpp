@@ -1,0 +1,748 @@
+// shim.cpp: LibTorch behind the C ABI of shim.h.
+//
+// The tap machinery: the module's forward graph is copied and inlined, the
+// module's non-tensor attributes (training flags, options) are folded in as
+// constants so that control flow on them disappears, and then every
+// normalization output (or, without any, every ReLU input), the final feature
+// map before global pooling and the classifier input are found and added to
+// the graph's outputs. Where a tap value is later mutated in place (relu_,
+// add_), a copy is inserted right after it and every later use reads the
+// copy, so the tap keeps its own value and its gradient is the gradient with
+// respect to that value (before the ReLU), as eager forward hooks see it.
+#include "shim.h"
+
+#include <torch/script.h>
+#include <torch/version.h>
+#include <torch/cuda.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/alias_analysis.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace jit = torch::jit;
+
+namespace {
+
+char* dup_string(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (p != nullptr) {
+    std::memcpy(p, s.c_str(), s.size() + 1);
+  }
+  return p;
+}
+
+int fail(gaia_status* st, int code, const std::string& msg) {
+  if (st != nullptr) {
+    st->code = code;
+    st->msg = dup_string(msg);
+  }
+  return code;
+}
+
+// An error the shim raises itself, carrying its status code.
+struct ShimError : std::runtime_error {
+  int code;
+  ShimError(int c, const std::string& m) : std::runtime_error(m), code(c) {}
+};
+
+// guarded runs f and turns every exception into a status.
+template <typename F>
+int guarded(gaia_status* st, F&& f) {
+  try {
+    f();
+    return GAIA_OK;
+  } catch (const ShimError& e) {
+    return fail(st, e.code, e.what());
+  } catch (const c10::Error& e) {
+    return fail(st, GAIA_ERR_TORCH, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return fail(st, GAIA_ERR_STD, e.what());
+  } catch (...) {
+    return fail(st, GAIA_ERR_UNKNOWN, "unknown C++ exception");
+  }
+}
+
+struct Tap {
+  std::string name;
+  std::string kind;  // batch_norm, group_norm, relu_input, feature_map, classifier_input
+  int64_t channels = -1;
+  jit::Value* value = nullptr;  // during graph rewriting only
+};
+
+// attrPath names a value reached from the module by prim::GetAttr chains
+// ("layer1.0.bn1.weight"); nullopt for anything else.
+std::optional<std::string> attrPath(const jit::Value* v, const jit::Value* self) {
+  if (v == self) {
+    return std::string();
+  }
+  const jit::Node* n = v->node();
+  if (n->kind() != c10::prim::GetAttr) {
+    return std::nullopt;
+  }
+  auto parent = attrPath(n->input(0), self);
+  if (!parent) {
+    return std::nullopt;
+  }
+  const std::string& name = n->s(c10::attr::name);
+  return parent->empty() ? name : *parent + "." + name;
+}
+
+// attrValue resolves such a chain on the module object itself.
+std::optional<c10::IValue> attrValue(const jit::Value* v, const jit::Value* self,
+                                     const c10::IValue& selfValue) {
+  if (v == self) {
+    return selfValue;
+  }
+  const jit::Node* n = v->node();
+  if (n->kind() != c10::prim::GetAttr) {
+    return std::nullopt;
+  }
+  auto parent = attrValue(n->input(0), self, selfValue);
+  if (!parent || !parent->isObject()) {
+    return std::nullopt;
+  }
+  auto obj = parent->toObject();
+  const std::string& name = n->s(c10::attr::name);
+  if (!obj->type()->hasAttribute(name)) {
+    return std::nullopt;
+  }
+  return obj->getAttr(name);
+}
+
+std::string stripSuffix(const std::string& s, const std::string& suffix) {
+  if (s.size() > suffix.size() &&
+      s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return s.substr(0, s.size() - suffix.size() - 1);  // also the dot
+  }
+  return s;
+}
+
+// specializeAttributes folds every non-tensor attribute read (booleans such
+// as `training`, numbers, strings, None) into a constant, so that control
+// flow on them can be removed by constant propagation. The module is used in
+// eval mode only, and the shim never changes its attributes.
+void specializeAttributes(jit::Block* b, jit::Graph& g, const jit::Value* self,
+                          const c10::IValue& selfValue) {
+  for (auto it = b->nodes().begin(); it != b->nodes().end(); ++it) {
+    jit::Node* n = *it;
+    for (jit::Block* sub : n->blocks()) {
+      specializeAttributes(sub, g, self, selfValue);
+    }
+    if (n->kind() != c10::prim::GetAttr) {
+      continue;
+    }
+    auto v = attrValue(n->output(), self, selfValue);
+    if (!v) {
+      continue;
+    }
+    if (v->isBool() || v->isInt() || v->isDouble() || v->isNone() || v->isString()) {
+      jit::WithInsertPoint guard(n);
+      jit::Value* c = g.insertConstant(*v);
+      n->output()->replaceAllUsesWith(c);
+    }
+  }
+}
+
+bool isNormKind(c10::Symbol k) {
+  return k == c10::aten::batch_norm || k == c10::aten::group_norm ||
+         k == c10::aten::instance_norm;
+}
+
+bool isReluKind(c10::Symbol k) { return k == c10::aten::relu || k == c10::aten::relu_; }
+
+// countNested counts normalization nodes inside control-flow blocks.
+int countNested(jit::Block* b, bool top) {
+  int n = 0;
+  for (jit::Node* node : b->nodes()) {
+    if (!top && isNormKind(node->kind())) {
+      n++;
+    }
+    for (jit::Block* sub : node->blocks()) {
+      n += countNested(sub, false);
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+struct gaia_module {
+  jit::Module module;
+  c10::Device device{c10::kCPU};
+  std::shared_ptr<jit::Graph> graph;
+  std::unique_ptr<jit::GraphFunction> fn;
+  std::vector<Tap> taps;
+  std::vector<std::string> warnings;
+  int64_t inputChannels = -1;
+  size_t numOutputs = 1;  // 1 plus the number of taps, in the returned tuple
+};
+
+namespace {
+
+c10::Device parseDevice(const std::string& s) {
+  if (s.empty() || s == "auto") {
+    return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  }
+  c10::Device d(s);  // throws c10::Error on a malformed name
+  if (d.is_cuda()) {
+    int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (count == 0) {
+      throw ShimError(GAIA_ERR_INVALID, "device " + s + ": CUDA is not available in this LibTorch build or on this machine");
+    }
+    if (!d.has_index()) {
+      d = c10::Device(c10::kCUDA, 0);
+    }
+    if (d.index() >= count) {
+      throw ShimError(GAIA_ERR_INVALID, "device " + s + ": only " + std::to_string(count) + " CUDA device(s)");
+    }
+  } else if (!d.is_cpu()) {
+    throw ShimError(GAIA_ERR_INVALID, "device " + s + ": only cpu and cuda are supported");
+  }
+  return d;
+}
+
+// buildTappedGraph rewrites the module's forward as described at the top.
+void buildTappedGraph(gaia_module* m) {
+  jit::Method method = m->module.get_method("forward");
+  std::shared_ptr<jit::Graph> g = jit::toGraphFunction(method.function()).graph()->copy();
+  jit::Inline(*g);
+  if (g->inputs().size() != 2) {
+    throw ShimError(GAIA_ERR_GRAPH,
+                    "forward takes " + std::to_string(g->inputs().size() - 1) +
+                        " inputs; expected exactly one image batch");
+  }
+  jit::Value* self = g->inputs()[0];
+  c10::IValue selfValue = m->module._ivalue();
+  specializeAttributes(g->block(), *g, self, selfValue);
+  jit::ConstantPropagation(g);
+  jit::EliminateDeadCode(g);
+
+  std::vector<Tap> taps;
+  // Normalization outputs at the top level of the graph.
+  int counter = 0;
+  jit::Node* firstConv = nullptr;
+  jit::Node* classifier = nullptr;
+  for (jit::Node* n : g->block()->nodes()) {
+    c10::Symbol k = n->kind();
+    if ((k == c10::aten::_convolution || k == c10::aten::conv2d || k == c10::aten::convolution) &&
+        firstConv == nullptr) {
+      firstConv = n;
+    }
+    if (k == c10::aten::linear || k == c10::aten::addmm || k == c10::aten::matmul) {
+      classifier = n;
+    }
+    if (!isNormKind(k)) {
+      continue;
+    }
+    Tap t;
+    t.kind = k.toUnqualString();
+    // The affine weight, else the running mean, names the layer.
+    int weightIdx = (k == c10::aten::group_norm) ? 2 : 1;
+    std::vector<int> candidates = {weightIdx};
+    if (k == c10::aten::batch_norm || k == c10::aten::instance_norm) {
+      candidates.push_back(3);
+    }
+    for (int idx : candidates) {
+      if (idx >= static_cast<int>(n->inputs().size())) {
+        continue;
+      }
+      auto path = attrPath(n->input(idx), self);
+      auto val = attrValue(n->input(idx), self, selfValue);
+      if (path && val && val->isTensor()) {
+        std::string suffix = n->input(idx)->node()->s(c10::attr::name);
+        t.name = stripSuffix(*path, suffix);
+        t.channels = val->toTensor().size(0);
+        break;
+      }
+    }
+    if (t.name.empty()) {
+      t.name = t.kind + "#" + std::to_string(counter);
+    }
+    if (k == c10::aten::group_norm && t.channels < 0) {
+      m->warnings.push_back("group_norm " + t.name + " has no affine weight; channels unknown until a forward");
+    }
+    t.value = n->output();
+    taps.push_back(t);
+    counter++;
+  }
+  int nested = countNested(g->block(), true);
+  if (nested > 0) {
+    m->warnings.push_back(std::to_string(nested) +
+                          " normalization layer(s) inside control flow (prim::If/prim::Loop) cannot be tapped and were left out");
+  }
+  if (firstConv != nullptr) {
+    auto val = attrValue(firstConv->input(1), self, selfValue);
+    if (val && val->isTensor() && val->toTensor().dim() >= 2) {
+      m->inputChannels = val->toTensor().size(1);
+    }
+  }
+  // Without normalization layers, the inputs of the ReLUs are the taps.
+  if (taps.empty()) {
+    int r = 0;
+    for (jit::Node* n : g->block()->nodes()) {
+      if (!isReluKind(n->kind())) {
+        continue;
+      }
+      Tap t;
+      t.kind = "relu_input";
+      jit::Node* p = n->input(0)->node();
+      if (p->inputs().size() > 1) {
+        auto path = attrPath(p->input(1), self);
+        auto val = attrValue(p->input(1), self, selfValue);
+        if (path && val && val->isTensor()) {
+          t.name = stripSuffix(*path, p->input(1)->node()->s(c10::attr::name)) + ":relu_input";
+          t.channels = val->toTensor().size(0);
+        }
+      }
+      if (t.name.empty()) {
+        t.name = "relu#" + std::to_string(r);
+      }
+      t.value = n->input(0);
+      taps.push_back(t);
+      r++;
+    }
+  }
+  if (taps.empty()) {
+    throw ShimError(GAIA_ERR_GRAPH,
+                    "no taps: the forward graph has no aten::batch_norm, aten::group_norm or aten::relu at its top level");
+  }
+  // The classifier input h and the final feature map F before global pooling.
+  if (classifier == nullptr) {
+    m->warnings.push_back("no classifier found (expected aten::linear, aten::addmm or aten::matmul): no feature_map or classifier_input taps");
+  } else {
+    jit::Value* h = classifier->kind() == c10::aten::addmm ? classifier->input(1) : classifier->input(0);
+    jit::Value* weight = classifier->kind() == c10::aten::addmm ? nullptr : classifier->input(1);
+    Tap th;
+    th.kind = "classifier_input";
+    th.value = h;
+    std::string clsName = "classifier";
+    if (weight != nullptr) {
+      auto path = attrPath(weight, self);
+      auto val = attrValue(weight, self, selfValue);
+      if (path && val && val->isTensor() && val->toTensor().dim() == 2) {
+        clsName = stripSuffix(*path, weight->node()->s(c10::attr::name));
+        th.channels = val->toTensor().size(1);
+      }
+    }
+    th.name = clsName + ":input";
+    // Walk back through reshapes to the global pooling.
+    jit::Value* v = h;
+    for (;;) {
+      c10::Symbol k = v->node()->kind();
+      if (k == c10::aten::flatten || k == c10::aten::view || k == c10::aten::reshape ||
+          k == c10::aten::squeeze || k == c10::aten::dropout || k == c10::aten::feature_dropout ||
+          k == c10::aten::contiguous) {
+        v = v->node()->input(0);
+        continue;
+      }
+      break;
+    }
+    c10::Symbol pk = v->node()->kind();
+    if (pk == c10::aten::adaptive_avg_pool2d || pk == c10::aten::avg_pool2d ||
+        pk == c10::aten::mean || pk == c10::aten::adaptive_max_pool2d ||
+        pk == c10::aten::max_pool2d) {
+      Tap tf;
+      tf.kind = "feature_map";
+      tf.name = "feature_map";
+      tf.channels = th.channels;
+      tf.value = v->node()->input(0);
+      taps.push_back(tf);
+    } else {
+      m->warnings.push_back(std::string("no global pooling before the classifier (found ") +
+                            pk.toQualString() + "): no feature_map tap");
+    }
+    taps.push_back(th);
+  }
+
+  // Give every later use of a mutated tap a copy, so the tap keeps its value.
+  {
+    jit::AliasDb aliasDb(g);
+    std::vector<bool> mutated;
+    for (auto& t : taps) {
+      mutated.push_back(aliasDb.hasWriters(t.value));
+    }
+    for (size_t i = 0; i < taps.size(); i++) {
+      if (!mutated[i]) {
+        continue;
+      }
+      jit::Value* v = taps[i].value;
+      jit::Node* after = v->node();
+      jit::WithInsertPoint guard(after->next());
+      jit::Value* copy = g->insert(c10::aten::clone, {v});
+      v->replaceAllUsesAfterNodeWith(copy->node(), copy);
+    }
+  }
+  // Return (original output, tap values...).
+  {
+    jit::WithInsertPoint guard(g->return_node());
+    std::vector<jit::Value*> outs;
+    outs.push_back(g->outputs()[0]);
+    for (auto& t : taps) {
+      outs.push_back(t.value);
+    }
+    jit::Value* tuple = g->insertNode(g->createTuple(outs))->output();
+    while (!g->outputs().empty()) {
+      g->eraseOutput(0);
+    }
+    g->registerOutput(tuple);
+  }
+  m->numOutputs = 1 + taps.size();
+  for (auto& t : taps) {
+    t.value = nullptr;
+  }
+  m->taps = std::move(taps);
+  m->graph = g;
+  m->fn = std::make_unique<jit::GraphFunction>("gaia_tapped_forward", g, nullptr,
+                                               jit::ExecutorExecutionMode::SIMPLE);
+}
+
+void appendTensors(const c10::IValue& v, std::vector<at::Tensor>& out) {
+  if (v.isTensor()) {
+    out.push_back(v.toTensor());
+  } else if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) {
+      appendTensors(e, out);
+    }
+  } else if (v.isTensorList()) {
+    for (const at::Tensor& t : v.toTensorList().vec()) {
+      out.push_back(t);
+    }
+  } else if (v.isList()) {
+    for (const auto& e : v.toListRef()) {
+      appendTensors(e, out);
+    }
+  }
+}
+
+struct Forward {
+  std::vector<at::Tensor> outputs;  // the module's own outputs, flattened
+  std::vector<at::Tensor> taps;     // one per module tap
+  at::Tensor input;
+};
+
+Forward runForward(gaia_module* m, const at::Tensor& x) {
+  std::vector<c10::IValue> stack{m->module._ivalue(), x};
+  (*m->fn).run(stack);
+  if (stack.size() != 1 || !stack[0].isTuple()) {
+    throw ShimError(GAIA_ERR_GRAPH, "tapped forward did not return a tuple");
+  }
+  const auto& elems = stack[0].toTupleRef().elements();
+  if (elems.size() != m->numOutputs) {
+    throw ShimError(GAIA_ERR_GRAPH, "tapped forward returned the wrong number of values");
+  }
+  Forward f;
+  f.input = x;
+  appendTensors(elems[0], f.outputs);
+  if (f.outputs.empty()) {
+    throw ShimError(GAIA_ERR_GRAPH, "forward returned no tensor");
+  }
+  for (size_t i = 1; i < elems.size(); i++) {
+    f.taps.push_back(elems[i].toTensor());
+  }
+  return f;
+}
+
+void toResult(const at::Tensor& t0, gaia_tensor* out) {
+  at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
+  if (t.dim() > 8) {
+    throw ShimError(GAIA_ERR_INVALID, "tensor of more than 8 dimensions");
+  }
+  out->ndim = static_cast<int32_t>(t.dim());
+  for (int64_t i = 0; i < t.dim(); i++) {
+    out->shape[i] = t.size(i);
+  }
+  size_t bytes = static_cast<size_t>(t.numel()) * sizeof(float);
+  out->data = static_cast<float*>(std::malloc(bytes > 0 ? bytes : 1));
+  if (out->data == nullptr) {
+    throw ShimError(GAIA_ERR_STD, "out of memory copying a result");
+  }
+  if (bytes > 0) {
+    std::memcpy(out->data, t.data_ptr<float>(), bytes);
+  }
+}
+
+at::Tensor as4d(const at::Tensor& g) {
+  if (g.dim() == 4) {
+    return g;
+  }
+  if (g.dim() == 2) {
+    return g.unsqueeze(2).unsqueeze(3);
+  }
+  if (g.dim() == 3) {
+    return g.unsqueeze(3);
+  }
+  throw ShimError(GAIA_ERR_INVALID, "cannot reduce a gradient of " + std::to_string(g.dim()) + " dimensions per channel");
+}
+
+at::Tensor reduceGrad(const at::Tensor& g, int reduce) {
+  switch (reduce) {
+    case GAIA_REDUCE_NONE:
+      return g;
+    case GAIA_REDUCE_CHANNEL_MEAN:
+      return as4d(g).mean({2, 3});
+    case GAIA_REDUCE_CHANNEL_NONZERO:
+      return as4d(g).ne(0).to(at::kFloat).mean({2, 3});
+    case GAIA_REDUCE_SUMSQ_NONZERO:
+      return as4d(g).ne(0).to(at::kFloat).mean({2, 3}).pow(2).sum(1);
+    case GAIA_REDUCE_SUMSQ_MEAN:
+      return as4d(g).mean({2, 3}).pow(2).sum(1);
+    case GAIA_REDUCE_MEANABS_MEAN:
+      return as4d(g).mean({2, 3}).abs().mean(1);
+    case GAIA_REDUCE_L1:
+      return g.abs().reshape({g.size(0), -1}).sum(1);
+    default:
+      throw ShimError(GAIA_ERR_INVALID, "unknown reduction " + std::to_string(reduce));
+  }
+}
+
+at::Tensor tapValue(const Forward& f, int32_t idx) {
+  if (idx == GAIA_TAP_INPUT) {
+    return f.input;
+  }
+  if (idx < 0 || static_cast<size_t>(idx) >= f.taps.size()) {
+    throw ShimError(GAIA_ERR_INVALID, "tap index " + std::to_string(idx) + " out of range");
+  }
+  return f.taps[idx];
+}
+
+at::Tensor lossOf(const Forward& f, const gaia_pass& p) {
+  const at::Tensor& z = f.outputs[0];
+  switch (p.loss) {
+    case GAIA_LOSS_MAX_LOGIT:
+      return std::get<0>(z.max(1)).sum();
+    case GAIA_LOSS_SUM_LOG_SOFTMAX:
+      return at::log_softmax(z, 1).sum();
+    case GAIA_LOSS_SUM_TAP:
+      return tapValue(f, p.loss_tap).sum();
+    case GAIA_LOSS_ODIN: {
+      if (!(p.loss_param > 0)) {
+        throw ShimError(GAIA_ERR_INVALID, "ODIN temperature must be positive");
+      }
+      at::Tensor ls = at::log_softmax(z / p.loss_param, 1);
+      at::Tensor pred = std::get<1>(z.max(1)).unsqueeze(1);
+      return -ls.gather(1, pred).sum();
+    }
+    case GAIA_LOSS_UNIFORM_CE:
+      return -at::log_softmax(z, 1).mean(1).sum();
+    default:
+      throw ShimError(GAIA_ERR_INVALID, "unknown loss " + std::to_string(p.loss));
+  }
+}
+
+void checkShape(const int64_t* shape) {
+  for (int i = 0; i < 4; i++) {
+    if (shape[i] <= 0) {
+      throw ShimError(GAIA_ERR_INVALID, "input shape " + std::to_string(shape[0]) + "x" +
+                                            std::to_string(shape[1]) + "x" + std::to_string(shape[2]) +
+                                            "x" + std::to_string(shape[3]) + " has an empty axis");
+    }
+  }
+}
+
+at::Tensor makeInput(gaia_module* m, const float* input, const int64_t* shape, bool needGrad) {
+  checkShape(shape);
+  if (m->inputChannels > 0 && shape[1] != m->inputChannels) {
+    throw ShimError(GAIA_ERR_INVALID, "input has " + std::to_string(shape[1]) +
+                                          " channels; the model expects " + std::to_string(m->inputChannels));
+  }
+  at::Tensor x = torch::from_blob(const_cast<float*>(input), {shape[0], shape[1], shape[2], shape[3]},
+                                  torch::TensorOptions().dtype(at::kFloat))
+                     .to(m->device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  if (needGrad) {
+    x.requires_grad_(true);
+  }
+  return x;
+}
+
+}  // namespace
+
+extern "C" {
+
+void gaia_free(void* p) { std::free(p); }
+
+void gaia_result_free(gaia_result* r) {
+  if (r == nullptr) {
+    return;
+  }
+  for (int32_t i = 0; i < r->n; i++) {
+    std::free(r->tensors[i].data);
+  }
+  std::free(r->tensors);
+  std::free(r);
+}
+
+const char* gaia_torch_version(void) { return TORCH_VERSION; }
+
+int32_t gaia_cuda_device_count(void) {
+  try {
+    return static_cast<int32_t>(torch::cuda::device_count());
+  } catch (...) {
+    return 0;
+  }
+}
+
+void gaia_set_num_threads(int32_t n) {
+  try {
+    if (n > 0) {
+      at::set_num_threads(n);
+    }
+  } catch (...) {
+  }
+}
+
+int32_t gaia_get_num_threads(void) {
+  try {
+    return at::get_num_threads();
+  } catch (...) {
+    return 0;
+  }
+}
+
+void gaia_manual_seed(uint64_t seed) {
+  try {
+    torch::manual_seed(seed);
+  } catch (...) {
+  }
+}
+
+int gaia_module_load(const char* path, const void* data, size_t len, const char* device,
+                     gaia_module** out, gaia_status* st) {
+  *out = nullptr;
+  return guarded(st, [&] {
+    auto m = std::make_unique<gaia_module>();
+    m->device = parseDevice(device != nullptr ? device : "auto");
+    if (path != nullptr) {
+      m->module = jit::load(std::string(path), m->device);
+    } else {
+      std::string bytes(static_cast<const char*>(data), len);
+      std::istringstream in(bytes);
+      m->module = jit::load(in, m->device);
+    }
+    m->module.eval();
+    buildTappedGraph(m.get());
+    *out = m.release();
+  });
+}
+
+void gaia_module_free(gaia_module* m) {
+  try {
+    delete m;
+  } catch (...) {
+  }
+}
+
+int gaia_module_describe(gaia_module* m, char** out, gaia_status* st) {
+  *out = nullptr;
+  return guarded(st, [&] {
+    std::ostringstream s;
+    s << "device\t" << m->device.str() << "\n";
+    s << "input_channels\t" << m->inputChannels << "\n";
+    for (size_t i = 0; i < m->taps.size(); i++) {
+      const Tap& t = m->taps[i];
+      s << "tap\t" << i << "\t" << t.name << "\t" << t.kind << "\t" << t.channels << "\n";
+    }
+    for (const auto& w : m->warnings) {
+      s << "warning\t" << w << "\n";
+    }
+    *out = dup_string(s.str());
+  });
+}
+
+int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, const int32_t* values,
+                    int32_t n_values, const gaia_pass* passes, int32_t n_passes,
+                    const int32_t* tap_list, int32_t n_tap_list, gaia_result** out, gaia_status* st) {
+  *out = nullptr;
+  return guarded(st, [&] {
+    c10::DeviceGuard deviceGuard(m->device);
+    bool needGrad = n_passes > 0;
+    torch::AutoGradMode gradMode(needGrad);
+    for (int32_t p = 0; p < n_passes; p++) {
+      const gaia_pass& ps = passes[p];
+      if (ps.n_taps < 0 || ps.taps_offset < 0 || ps.taps_offset + ps.n_taps > n_tap_list) {
+        throw ShimError(GAIA_ERR_INVALID, "pass " + std::to_string(p) + ": tap list out of range");
+      }
+    }
+    at::Tensor x = makeInput(m, input, shape, needGrad);
+    Forward f = runForward(m, x);
+    if (f.outputs[0].dim() != 2) {
+      throw ShimError(GAIA_ERR_GRAPH, "the first output has " + std::to_string(f.outputs[0].dim()) +
+                                          " dimensions; expected logits N x K");
+    }
+    std::vector<at::Tensor> results(f.outputs.begin(), f.outputs.end());
+    for (int32_t i = 0; i < n_values; i++) {
+      results.push_back(tapValue(f, values[i]));
+    }
+    for (int32_t p = 0; p < n_passes; p++) {
+      const gaia_pass& ps = passes[p];
+      std::vector<at::Tensor> inputs;
+      for (int32_t i = 0; i < ps.n_taps; i++) {
+        inputs.push_back(tapValue(f, tap_list[ps.taps_offset + i]));
+      }
+      at::Tensor loss = lossOf(f, ps);
+      bool retain = p + 1 < n_passes;
+      auto grads = torch::autograd::grad({loss}, inputs, /*grad_outputs=*/{}, retain,
+                                         /*create_graph=*/false, /*allow_unused=*/true);
+      for (size_t i = 0; i < grads.size(); i++) {
+        at::Tensor g = grads[i].defined() ? grads[i] : at::zeros_like(inputs[i]);
+        results.push_back(reduceGrad(g, ps.reduce));
+      }
+    }
+    auto* r = static_cast<gaia_result*>(std::calloc(1, sizeof(gaia_result)));
+    if (r == nullptr) {
+      throw ShimError(GAIA_ERR_STD, "out of memory");
+    }
+    r->tensors = static_cast<gaia_tensor*>(std::calloc(results.size(), sizeof(gaia_tensor)));
+    if (r->tensors == nullptr) {
+      std::free(r);
+      throw ShimError(GAIA_ERR_STD, "out of memory");
+    }
+    try {
+      for (size_t i = 0; i < results.size(); i++) {
+        toResult(results[i], &r->tensors[i]);
+        r->n = static_cast<int32_t>(i + 1);
+      }
+    } catch (...) {
+      gaia_result_free(r);
+      throw;
+    }
+    *out = r;
+  });
+}
+
+int gaia_module_tap_shapes(gaia_module* m, const int64_t* shape, char** out, gaia_status* st) {
+  *out = nullptr;
+  return guarded(st, [&] {
+    c10::DeviceGuard deviceGuard(m->device);
+    torch::NoGradGuard noGrad;
+    checkShape(shape);
+    std::vector<float> zeros(static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]), 0.0f);
+    at::Tensor x = makeInput(m, zeros.data(), shape, false);
+    Forward f = runForward(m, x);
+    std::ostringstream s;
+    for (size_t i = 0; i < f.taps.size(); i++) {
+      s << i << "\t";
+      for (int64_t d = 0; d < f.taps[i].dim(); d++) {
+        s << (d > 0 ? "x" : "") << f.taps[i].size(d);
+      }
+      s << "\n";
+    }
+    *out = dup_string(s.str());
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,142 @@
+// shim.h: the C ABI between Go and LibTorch.
+//
+// C++ inside, C at the edge. Every function that can fail returns 0 on
+// success and a non-zero code on failure, and then fills *st with that code and
+// a message allocated with malloc, which the caller frees with gaia_free.
+// No C++ exception ever crosses this boundary. Nothing here keeps a pointer to
+// memory passed in after the call returns; everything returned is allocated
+// with malloc and owned by the caller.
+#ifndef GAIA_SHIM_H
+#define GAIA_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Status codes.
+enum {
+  GAIA_OK = 0,
+  GAIA_ERR_TORCH = 1,    // a c10::Error raised by LibTorch
+  GAIA_ERR_STD = 2,      // another std::exception
+  GAIA_ERR_UNKNOWN = 3,  // anything else thrown
+  GAIA_ERR_INVALID = 4,  // bad argument, detected by the shim
+  GAIA_ERR_GRAPH = 5,    // a TorchScript graph the shim cannot understand
+};
+
+typedef struct gaia_status {
+  int32_t code;
+  char* msg;  // malloc'd; free with gaia_free
+} gaia_status;
+
+// An opaque loaded TorchScript module with its tapped forward graph.
+typedef struct gaia_module gaia_module;
+
+// Scalar losses a backward pass can start from. z are the logits (the
+// module's first output), N x K.
+enum {
+  GAIA_LOSS_MAX_LOGIT = 1,        // sum_n max_k z_nk
+  GAIA_LOSS_SUM_LOG_SOFTMAX = 2,  // sum_n sum_k log softmax(z_n)_k
+  GAIA_LOSS_SUM_TAP = 3,          // sum of every element of tap loss_tap's value
+  GAIA_LOSS_ODIN = 4,             // sum_n -log softmax(z_n / T)_{argmax}, T = loss_param
+  GAIA_LOSS_UNIFORM_CE = 5,       // sum_n sum_k -(1/K) log softmax(z_n)_k
+};
+
+// How each tap gradient is reduced before it is copied out. G is N x C x H x W
+// (a 2-D gradient is taken as N x C x 1 x 1).
+enum {
+  GAIA_REDUCE_NONE = 0,             // the full gradient
+  GAIA_REDUCE_CHANNEL_MEAN = 1,     // N x C: mean over H, W
+  GAIA_REDUCE_CHANNEL_NONZERO = 2,  // N x C: fraction of non-zero entries over H, W
+  GAIA_REDUCE_SUMSQ_NONZERO = 3,    // N: sum_c (fraction non-zero)^2
+  GAIA_REDUCE_SUMSQ_MEAN = 4,       // N: sum_c (mean over H, W)^2
+  GAIA_REDUCE_MEANABS_MEAN = 5,     // N: mean_c |mean over H, W|
+  GAIA_REDUCE_L1 = 6,               // N: sum of |G| over all but the first axis
+};
+
+// The tap index that names the input batch itself (for input gradients).
+#define GAIA_TAP_INPUT (-1)
+
+// One backward pass: the gradient of one loss with respect to n_taps taps,
+// whose indices are tap_list[taps_offset : taps_offset + n_taps].
+typedef struct gaia_pass {
+  int32_t loss;
+  int32_t loss_tap;
+  double loss_param;
+  int32_t reduce;
+  int32_t taps_offset;
+  int32_t n_taps;
+} gaia_pass;
+
+typedef struct gaia_tensor {
+  float* data;  // malloc'd, row-major
+  int32_t ndim;
+  int64_t shape[8];
+} gaia_tensor;
+
+typedef struct gaia_result {
+  int32_t n;
+  gaia_tensor* tensors;
+} gaia_result;
+
+// gaia_free frees memory the shim allocated (messages, strings).
+void gaia_free(void* p);
+
+// gaia_result_free frees a result and every tensor in it; NULL is fine.
+void gaia_result_free(gaia_result* r);
+
+// gaia_torch_version returns LibTorch's version, a static string.
+const char* gaia_torch_version(void);
+
+// gaia_cuda_device_count wraps torch::cuda::device_count (0 without CUDA).
+int32_t gaia_cuda_device_count(void);
+
+// gaia_set_num_threads wraps at::set_num_threads (intra-op threads).
+void gaia_set_num_threads(int32_t n);
+
+// gaia_get_num_threads wraps at::get_num_threads.
+int32_t gaia_get_num_threads(void);
+
+// gaia_manual_seed wraps torch::manual_seed (CPU and every CUDA device).
+void gaia_manual_seed(uint64_t seed);
+
+// gaia_module_load loads a TorchScript module from the file at path, or, when
+// path is NULL, from the len bytes at data (copied during the call). device is
+// "cpu", "cuda", "cuda:N" or "auto". The module is put in eval mode and its
+// forward graph is rewritten so that every tap is also returned.
+int gaia_module_load(const char* path, const void* data, size_t len,
+                     const char* device, gaia_module** out, gaia_status* st);
+
+// gaia_module_free frees a module; NULL is fine.
+void gaia_module_free(gaia_module* m);
+
+// gaia_module_describe returns a malloc'd text, one record a line, fields
+// separated by tabs: "device\tNAME", "input_channels\tC",
+// "tap\tINDEX\tNAME\tKIND\tCHANNELS", "warning\tTEXT".
+int gaia_module_describe(gaia_module* m, char** out, gaia_status* st);
+
+// gaia_module_run copies the float32 batch input (shape[0..3] = N, C, H, W)
+// to the module's device, runs the tapped forward in eval mode and then each
+// pass in order (the autograd graph is kept until the last pass). The result
+// holds, in order: every tensor the module's forward returns (the logits
+// first); the value of each tap in values; then, for each pass, one reduced
+// gradient per tap of that pass.
+int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape,
+                    const int32_t* values, int32_t n_values,
+                    const gaia_pass* passes, int32_t n_passes,
+                    const int32_t* tap_list, int32_t n_tap_list,
+                    gaia_result** out, gaia_status* st);
+
+// gaia_module_tap_shapes runs one forward without gradients on a batch of
+// zeros of the given shape and returns a malloc'd text, one line a tap:
+// "INDEX\tD0xD1x...". It is how a caller learns spatial sizes.
+int gaia_module_tap_shapes(gaia_module* m, const int64_t* shape, char** out,
+                           gaia_status* st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // GAIA_SHIM_H
