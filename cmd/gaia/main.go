@@ -1,0 +1,90 @@
+// Command gaia scores inputs to a TorchScript image classifier for being
+// out-of-distribution, with GAIA and the standard baselines.
+//
+// Usage:
+//
+//	gaia info --model MODEL.pt [--input CxHxW] [--device auto]
+//
+// Run `gaia help` for every subcommand.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// usageError marks a mistake in the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `gaia: out-of-distribution detection from attribution gradients (GAIA) and baselines
+
+Usage:
+  gaia info --model MODEL.pt [--input CxHxW] [--device auto]
+        the model's taps (name, kind, channels, shape), its classifier input and the devices
+  gaia version
+        the versions of gaia and LibTorch
+
+Run 'gaia COMMAND -h' for a command's flags.
+`
+
+func main() {
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintf(os.Stderr, "gaia: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usagef("no command")
+	}
+	switch args[0] {
+	case "info":
+		return runInfo(args[1:], stdout, stderr)
+	case "version":
+		return runVersion(stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usagef("unknown command %q", args[0])
+}
+
+// newFlags makes a subcommand's FlagSet that reports to stderr.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gaia "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses flags and turns a parse failure into a usage error.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}

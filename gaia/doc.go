@@ -1,0 +1,10 @@
+// Package gaia detects out-of-distribution inputs to a trained image
+// classifier from the abnormality of its attribution gradients (GAIA,
+// Chen et al., NeurIPS 2023) and with the standard baselines.
+//
+// Every detector reports an OOD score per sample: higher means more
+// out-of-distribution. Definitions follow GAIA-SPEC.md.
+package gaia
+
+// Version is the version of this module.
+const Version = "0.1.0-dev"

@@ -1,0 +1,71 @@
+package gaia
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Meta describes a model file: what scripts/export.py writes beside it as
+// MODEL.json.
+type Meta struct {
+	Arch         string    `json:"arch"`
+	NumClasses   int       `json:"num_classes"`
+	InputSize    []int     `json:"input_size"` // C, H, W
+	Mean         []float64 `json:"mean"`
+	Std          []float64 `json:"std"`
+	ClassNames   []string  `json:"class_names"`
+	ExportedWith string    `json:"exported_with"`
+	TorchVersion string    `json:"torch_version"`
+	Weights      string    `json:"weights"`
+}
+
+// MetaPath is where a model's Meta lives: its path with .json for the extension.
+func MetaPath(modelPath string) string {
+	if i := strings.LastIndexByte(modelPath, '.'); i > strings.LastIndexByte(modelPath, '/') {
+		return modelPath[:i] + ".json"
+	}
+	return modelPath + ".json"
+}
+
+// LoadMeta reads and checks the Meta beside a model file.
+func LoadMeta(modelPath string) (*Meta, error) {
+	p := MetaPath(modelPath)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("model metadata: %w", err)
+	}
+	m := &Meta{}
+	if err := json.Unmarshal(raw, m); err != nil {
+		return nil, fmt.Errorf("model metadata %s: %w", p, err)
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("model metadata %s: %w", p, err)
+	}
+	return m, nil
+}
+
+func (m *Meta) check() error {
+	if len(m.InputSize) != 3 {
+		return fmt.Errorf("input_size %v: want [C, H, W]", m.InputSize)
+	}
+	for _, d := range m.InputSize {
+		if d <= 0 {
+			return fmt.Errorf("input_size %v has a non-positive entry", m.InputSize)
+		}
+	}
+	c := m.InputSize[0]
+	if len(m.Mean) != c || len(m.Std) != c {
+		return fmt.Errorf("mean and std need %d entries each (one per channel), have %d and %d", c, len(m.Mean), len(m.Std))
+	}
+	for _, s := range m.Std {
+		if s <= 0 {
+			return fmt.Errorf("std %v has a non-positive entry", m.Std)
+		}
+	}
+	if m.NumClasses > 0 && len(m.ClassNames) > 0 && len(m.ClassNames) != m.NumClasses {
+		return fmt.Errorf("%d class names for %d classes", len(m.ClassNames), m.NumClasses)
+	}
+	return nil
+}

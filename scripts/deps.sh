@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# deps.sh: install what the build and the tests need, where it is missing.
+# LibTorch: when scripts/find-libtorch.sh finds none, Debian's libtorch-dev and
+# python3-torch (1.13, CPU; about 75 s) are installed. A Python named by
+# $PYTHON, or python3 on PATH, that has torch is used as it is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+apt_updated=0
+apt_install() {
+  if [ $apt_updated = 0 ]; then $sudo apt-get update -qq; apt_updated=1; fi
+  echo "deps: apt-get install $*" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+missing=()
+command -v g++ >/dev/null || missing+=(g++)
+command -v go >/dev/null || { echo "deps: no Go toolchain on PATH: install Go 1.22 or newer (https://go.dev/dl)" >&2; exit 1; }
+if ! scripts/find-libtorch.sh >/dev/null 2>&1; then
+  missing+=(libtorch-dev python3-torch python3-torchvision python3-numpy)
+fi
+if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+eval "$(scripts/find-libtorch.sh)"
+# Python packages the reference scripts and the tests use, in the Python that
+# matches the LibTorch linked.
+need_py=()
+"$TORCH_PYTHON" -c 'import numpy' 2>/dev/null || need_py+=(numpy)
+"$TORCH_PYTHON" -c 'import torchvision' 2>/dev/null || need_py+=(torchvision)
+if [ ${#need_py[@]} -gt 0 ]; then
+  if [ "$TORCH_PYTHON" = /usr/bin/python3 ]; then
+    apt_install "${need_py[@]/#/python3-}"
+  else
+    for p in "${need_py[@]}"; do
+      if [ "$p" = torchvision ]; then
+        # torchvision 0.(minor+15) goes with torch 2.minor; --no-deps keeps torch as it is.
+        tv=$("$TORCH_PYTHON" -c 'import torch; a,b=torch.__version__.split("+")[0].split(".")[:2]; print(f"0.{int(b)+15}" if a=="2" else "")')
+        "$TORCH_PYTHON" -m pip install -q --no-deps "torchvision==${tv}.*"
+      else
+        "$TORCH_PYTHON" -m pip install -q "$p"
+      fi
+    done
+  fi
+fi
