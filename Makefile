@@ -55,8 +55,10 @@ build: $(TORCH_MK)
 
 testdata: $(TORCH_MK)
 	$(TORCH_PYTHON) scripts/make_testdata.py --out $(TESTDATA)
+	$(TORCH_PYTHON) scripts/metrics_reference.py --out $(TESTDATA)/metrics_cases.json
 
 test: build testdata
+	$(GO) vet ./...
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 
 demo: build

@@ -24,20 +24,22 @@ eval "$(scripts/find-libtorch.sh)"
 # Python packages the reference scripts and the tests use, in the Python that
 # matches the LibTorch linked.
 need_py=()
-"$TORCH_PYTHON" -c 'import numpy' 2>/dev/null || need_py+=(numpy)
-"$TORCH_PYTHON" -c 'import torchvision' 2>/dev/null || need_py+=(torchvision)
+for mod in numpy torchvision sklearn; do
+  "$TORCH_PYTHON" -c "import $mod" 2>/dev/null || need_py+=("$mod")
+done
 if [ ${#need_py[@]} -gt 0 ]; then
   if [ "$TORCH_PYTHON" = /usr/bin/python3 ]; then
     apt_install "${need_py[@]/#/python3-}"
   else
     for p in "${need_py[@]}"; do
-      if [ "$p" = torchvision ]; then
-        # torchvision 0.(minor+15) goes with torch 2.minor; --no-deps keeps torch as it is.
-        tv=$("$TORCH_PYTHON" -c 'import torch; a,b=torch.__version__.split("+")[0].split(".")[:2]; print(f"0.{int(b)+15}" if a=="2" else "")')
-        "$TORCH_PYTHON" -m pip install -q --no-deps "torchvision==${tv}.*"
-      else
-        "$TORCH_PYTHON" -m pip install -q "$p"
-      fi
+      case $p in
+        torchvision)
+          # torchvision 0.(minor+15) goes with torch 2.minor; --no-deps keeps torch as it is.
+          tv=$("$TORCH_PYTHON" -c 'import torch; a,b=torch.__version__.split("+")[0].split(".")[:2]; print(f"0.{int(b)+15}" if a=="2" else "")')
+          "$TORCH_PYTHON" -m pip install -q --no-deps "torchvision==${tv}.*" ;;
+        sklearn) "$TORCH_PYTHON" -m pip install -q scikit-learn ;;
+        *) "$TORCH_PYTHON" -m pip install -q "$p" ;;
+      esac
     done
   fi
 fi

@@ -19,20 +19,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gaia-ood/gaia/internal/npy"
+	"github.com/gaia-ood/gaia/internal/testenv"
 )
 
-// testdata finds the folder scripts/make_testdata.py writes (`make testdata`).
-func testdata(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("GAIA_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "build", "testdata")
-		if _, err := os.Stat(dir); err != nil {
-			t.Skip("no test models: run `make testdata` (or `make test`), or set GAIA_TESTDATA")
-		}
-	}
-	return dir
-}
+func testdata(t testing.TB) string { return testenv.Testdata(t) }
 
 type reference struct {
 	Names  []string `json:"names"`

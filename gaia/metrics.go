@@ -1,0 +1,152 @@
+package gaia
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Metrics of one detector on one in-distribution set against one OOD set.
+// Scores are OOD scores (higher = more out-of-distribution).
+//
+// FPR95 follows the papers of the GAIA line (GAIA, ReAct, ASH, GradNorm):
+// in-distribution is the positive class; the threshold is the one at which
+// at least 95% of ID samples are accepted (the first point of the ROC curve,
+// over every distinct score, with TPR >= 0.95), and FPR95 is the fraction of
+// OOD samples also accepted there. FPR95OODPositive is OpenOOD's: OOD
+// positive, the fraction of ID samples flagged when 95% of OOD is caught.
+// AUROC is the area under the ROC curve with ties counted half (the same under
+// both conventions). AUPRIn and AUPROut are average precision (sklearn's
+// average_precision_score: no interpolation) with ID, resp. OOD, positive.
+// DetectionError is min over thresholds of 0.5 (1 - TPR) + 0.5 FPR.
+type Metrics struct {
+	FPR95            float64 `json:"fpr95"`
+	FPR95OODPositive float64 `json:"fpr95_ood_positive"`
+	AUROC            float64 `json:"auroc"`
+	AUPRIn           float64 `json:"aupr_in"`
+	AUPROut          float64 `json:"aupr_out"`
+	DetectionError   float64 `json:"detection_error"`
+	NumID            int     `json:"n_id"`
+	NumOOD           int     `json:"n_ood"`
+}
+
+// ErrEmptySet is returned when the ID or the OOD side has no scores.
+var ErrEmptySet = errors.New("metrics: a side has no samples")
+
+// rocPoint is a threshold's (tp, fp) counts, positives being the class
+// whose scores are higher.
+type rocPoint struct{ tp, fp int }
+
+// roc returns the cumulative counts at each distinct threshold, from the
+// highest score down, as sklearn's roc_curve (drop_intermediate=False) does.
+func roc(pos, neg []float64) []rocPoint {
+	type sv struct {
+		s   float64
+		pos bool
+	}
+	all := make([]sv, 0, len(pos)+len(neg))
+	for _, s := range pos {
+		all = append(all, sv{s, true})
+	}
+	for _, s := range neg {
+		all = append(all, sv{s, false})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].s > all[j].s })
+	pts := []rocPoint{{0, 0}}
+	tp, fp := 0, 0
+	for i, v := range all {
+		if v.pos {
+			tp++
+		} else {
+			fp++
+		}
+		if i+1 == len(all) || all[i+1].s != v.s {
+			pts = append(pts, rocPoint{tp, fp})
+		}
+	}
+	return pts
+}
+
+// fprAtTPR is the FPR at the first ROC point whose TPR reaches tpr.
+func fprAtTPR(pts []rocPoint, nPos, nNeg int, tpr float64) float64 {
+	for _, p := range pts {
+		if float64(p.tp)/float64(nPos) >= tpr-1e-12 {
+			return float64(p.fp) / float64(nNeg)
+		}
+	}
+	return 1
+}
+
+// averagePrecision is sum_k (R_k - R_{k-1}) P_k over the ROC points.
+func averagePrecision(pts []rocPoint, nPos int) float64 {
+	ap, prevR := 0.0, 0.0
+	for _, p := range pts[1:] {
+		if p.tp+p.fp == 0 {
+			continue
+		}
+		r := float64(p.tp) / float64(nPos)
+		ap += (r - prevR) * float64(p.tp) / float64(p.tp+p.fp)
+		prevR = r
+	}
+	return ap
+}
+
+func checkScores(what string, s []float64) error {
+	if len(s) == 0 {
+		return fmt.Errorf("%w: no %s scores", ErrEmptySet, what)
+	}
+	for i, v := range s {
+		if math.IsNaN(v) {
+			return fmt.Errorf("metrics: %s score %d is NaN", what, i)
+		}
+	}
+	return nil
+}
+
+// Compute returns the metrics of OOD scores id (in-distribution samples)
+// against ood (out-of-distribution samples).
+func Compute(id, ood []float64) (Metrics, error) {
+	if err := checkScores("in-distribution", id); err != nil {
+		return Metrics{}, err
+	}
+	if err := checkScores("OOD", ood); err != nil {
+		return Metrics{}, err
+	}
+	nID, nOOD := len(id), len(ood)
+	// OOD positive: OOD scores are higher.
+	out := roc(ood, id)
+	// ID positive: confidence = -score.
+	negID := make([]float64, nID)
+	for i, v := range id {
+		negID[i] = -v
+	}
+	negOOD := make([]float64, nOOD)
+	for i, v := range ood {
+		negOOD[i] = -v
+	}
+	in := roc(negID, negOOD)
+
+	m := Metrics{NumID: nID, NumOOD: nOOD}
+	m.FPR95 = fprAtTPR(in, nID, nOOD, 0.95)
+	m.FPR95OODPositive = fprAtTPR(out, nOOD, nID, 0.95)
+	// Trapezoidal area over the OOD-positive ROC (ties count half).
+	auc := 0.0
+	for i := 1; i < len(out); i++ {
+		x0, x1 := float64(out[i-1].fp)/float64(nID), float64(out[i].fp)/float64(nID)
+		y0, y1 := float64(out[i-1].tp)/float64(nOOD), float64(out[i].tp)/float64(nOOD)
+		auc += (x1 - x0) * (y0 + y1) / 2
+	}
+	m.AUROC = auc
+	m.AUPROut = averagePrecision(out, nOOD)
+	m.AUPRIn = averagePrecision(in, nID)
+	m.DetectionError = 1
+	for _, p := range out {
+		tpr := float64(p.tp) / float64(nOOD)
+		fpr := float64(p.fp) / float64(nID)
+		if e := 0.5*(1-tpr) + 0.5*fpr; e < m.DetectionError {
+			m.DetectionError = e
+		}
+	}
+	return m, nil
+}
