@@ -15,6 +15,7 @@ torch version that wrote the file.
 import argparse
 import json
 import os
+import pickle
 import sys
 
 import torch
@@ -23,11 +24,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402
 
 
-def load_state_dict(path):
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except TypeError:  # torch without weights_only
-        obj = torch.load(path, map_location="cpu")
+def load_state_dict(path, trust_pickle=False):
+    if trust_pickle:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise SystemExit(f"{path}: this checkpoint holds more than tensors and plain values, which a safe "
+                             f"load refuses ({str(e).splitlines()[-1][:120]}); if you trust the file, "
+                             f"rerun with --trust-pickle")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -36,12 +42,12 @@ def load_state_dict(path):
 
 
 def export(arch, out, num_classes=10, weights=None, trace=False, seed=0, randomize_norm=False,
-           class_names=None):
+           class_names=None, trust_pickle=False):
     """Build, optionally load weights, script or trace, save; returns the eager model."""
     torch.manual_seed(seed)
     model, input_size, mean, std = models.build(arch, num_classes)
     if weights:
-        sd = load_state_dict(weights)
+        sd = load_state_dict(weights, trust_pickle)
         missing, unexpected = model.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
@@ -85,13 +91,15 @@ def main():
                    help="classes (default: 1000 for torchvision archs, 10 otherwise)")
     p.add_argument("--trace", action="store_true", help="torch.jit.trace instead of torch.jit.script")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a checkpoint that holds more than tensors (full unpickling: trusted files only)")
     p.add_argument("--out", required=True, help="the TorchScript file to write (MODEL.json goes beside it)")
     a = p.parse_args()
     if a.num_classes is None:
         a.num_classes = 1000 if a.arch in models.TORCHVISION else 10
     if a.weights and not os.path.exists(a.weights):
         raise SystemExit(f"{a.weights}: no such file")
-    export(a.arch, a.out, a.num_classes, a.weights, a.trace, a.seed)
+    export(a.arch, a.out, a.num_classes, a.weights, a.trace, a.seed, trust_pickle=a.trust_pickle)
     print(f"wrote {a.out} and {os.path.splitext(a.out)[0]}.json ({a.arch}, "
           f"{'traced' if a.trace else 'scripted'}, torch {torch.__version__})")
 

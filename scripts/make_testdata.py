@@ -112,6 +112,55 @@ def make(arch, out, seed):
     print(f"testdata: {arch} ({len(meta['names'])} norm taps)", flush=True)
 
 
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+
+
+def cifar_images(n):
+    """The first n CIFAR-10 test images of ../shared/data, as floats in [0, 1], and labels."""
+    path = os.path.join(SHARED, "cifar10", "test_batch_first1000.bin")
+    raw = np.fromfile(path, dtype=np.uint8, count=n * 3073).reshape(n, 3073)
+    return torch.from_numpy(raw[:, 1:].reshape(n, 3, 32, 32).astype(np.float32) / 255.0), raw[:, 0]
+
+
+def make_detector_refs(out, seed):
+    """ARCH.det.npz: a batch and every detector's scores from reference.detector_scores."""
+    jobs = [("resnet18", "resnet18.script.pt"), ("densenet121", "densenet121.script.pt"),
+            ("cifar_resnet20", "cifar_resnet20.script.pt")]
+    weights = os.path.join(SHARED, "cifar10", "resnet20-12fca82f.th")
+    if os.path.exists(weights):
+        jobs.append(("cifar10_resnet20", "cifar10_resnet20.pt"))
+    for name, model_file in jobs:
+        stamp = os.path.join(out, name + ".det.json")
+        if os.path.exists(stamp):
+            with open(stamp) as f:
+                if json.load(f).get("torch_version") == torch.__version__:
+                    continue
+        if name == "cifar10_resnet20":
+            arch = "cifar_resnet20"
+            model = export.export(arch, os.path.join(out, model_file), num_classes=10, weights=weights,
+                                  trust_pickle=True)  # the project's own copy of a known checkpoint
+            imgs, labels = cifar_images(16)
+            mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+            x = (imgs - mean) / std
+        else:
+            arch = name
+            torch.manual_seed(seed)
+            model, _, _, _ = models.build(arch, 10)
+            models.randomize_norm_stats(model, seed)  # the weights of ARCH.script.pt
+            size = 32 if arch.startswith("cifar") else 64
+            x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))
+        model.eval()
+        sc = reference.detector_scores(model, arch, x, models.IMAGENET_STD)
+        arrays = {"x": x}
+        arrays.update({"score_" + k: v for k, v in sc.items()})
+        save_npz(os.path.join(out, name + ".det.npz"), arrays)
+        with open(stamp, "w") as f:
+            json.dump({"model": model_file, "arch": arch, "std": models.IMAGENET_STD,
+                       "torch_version": torch.__version__}, f)
+        print(f"testdata: detector reference {name}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -123,6 +172,7 @@ def main():
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     for arch in a.archs.split(","):
         make(arch.strip(), a.out, a.seed)
+    make_detector_refs(a.out, a.seed)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,85 @@ def tap_gradients(model, arch, x):
         }
     finally:
         taps.close()
+
+
+def gaia_a_prefixes(arch):
+    """The normalization layers GAIA-A reads, by family (GAIA-SPEC.md): the
+    last two stages. DenseNet's stages are its dense blocks, each with the
+    transition after it; norm5 closes the last block."""
+    if arch.startswith("resnet"):
+        return ("layer3.", "layer4.")
+    if arch.startswith("cifar_resnet") or arch == "mnist_resnet":
+        return ("layer2.", "layer3.")
+    if arch.startswith("densenet"):
+        return ("features.denseblock3.", "features.transition3.", "features.denseblock4.", "features.norm5")
+    raise ValueError(arch)
+
+
+def detector_scores(model, arch, x, std, odin_t=1000.0, odin_eps=0.0014, energy_t=1.0):
+    """Every detector's OOD score (higher = more OOD), the authors' semantics
+    in eager PyTorch: forward hooks for the GAIA taps, ODIN's perturbation as
+    Liang et al.'s code does it, GradNorm with one backward per sample on the
+    classifier weight as Huang et al.'s code does it."""
+    model.eval()
+    out = {}
+    ref = tap_gradients(model, arch, x)
+    z = ref["z"].double()
+    sm = torch.softmax(z, 1)
+    out["msp"] = -sm.max(1).values
+    out["maxlogit"] = -z.max(1).values
+    out["energy"] = -energy_t * torch.logsumexp(z / energy_t, 1)
+    # GAIA-Z: every normalization tap.
+    num = torch.zeros(x.shape[0], dtype=torch.float64)
+    channels = 0
+    for g in ref["gz"]:
+        r = (g != 0).double().mean(dim=(2, 3))
+        num += (r ** 2).sum(1)
+        channels += g.shape[1]
+    out["gaia-z"] = num / channels
+    # GAIA-A: output component from F, inner component from the last two stages.
+    o = ref["ga1"].double().mean(dim=(2, 3)).abs().mean(1).sqrt()
+    prefixes = gaia_a_prefixes(arch)
+    num = torch.zeros(x.shape[0], dtype=torch.float64)
+    channels = 0
+    for name, g in zip(ref["names"], ref["ga2"]):
+        if not name.startswith(prefixes) and name not in prefixes:
+            continue
+        gm = g.double().mean(dim=(2, 3)).abs()
+        num += ((gm / o[:, None]) ** 2).sum(1)
+        channels += g.shape[1]
+    out["gaia-a"] = num / channels
+    # ODIN.
+    xi = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xi)
+        labels = logits.argmax(1)
+        loss = torch.nn.functional.cross_entropy(logits / odin_t, labels, reduction="sum")
+        grad = torch.autograd.grad(loss, xi)[0]
+    step = (torch.ge(grad, 0).float() - 0.5) * 2
+    step = step / torch.tensor(std, dtype=step.dtype).view(1, -1, 1, 1)
+    with torch.no_grad():
+        zp = model(x - odin_eps * step).double()
+    out["odin"] = -torch.softmax(zp / odin_t, 1).max(1).values
+    # GradNorm: one backward per sample, gradient of the classifier weight.
+    fc = classifier_of(model, arch)
+    scores = []
+    for i in range(x.shape[0]):
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            zi = model(x[i:i + 1])
+            k = zi.shape[1]
+            loss = torch.sum(-torch.ones_like(zi) / k * torch.log_softmax(zi, 1), dim=-1).mean()
+            loss.backward()
+        scores.append(-fc.weight.grad.abs().sum().item())
+    model.zero_grad(set_to_none=True)
+    out["gradnorm"] = torch.tensor(scores, dtype=torch.float64)
+    return {k: v.detach().double() for k, v in out.items()}
+
+
+def classifier_of(model, arch):
+    if arch.startswith("resnet"):
+        return model.fc
+    if arch.startswith("densenet"):
+        return model.classifier
+    return model.linear

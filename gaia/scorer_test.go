@@ -1,0 +1,136 @@
+//go:build cgo
+
+package gaia
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gaia-ood/gaia/internal/npy"
+	"github.com/gaia-ood/gaia/internal/testenv"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+type detRef struct {
+	Model string    `json:"model"`
+	Arch  string    `json:"arch"`
+	Std   []float64 `json:"std"`
+	arr   map[string]*npy.Array
+}
+
+func loadDetRef(t *testing.T, dir, name string) *detRef {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, name+".det.json"))
+	require.NoError(t, err, "run `make testdata`")
+	r := &detRef{}
+	require.NoError(t, json.Unmarshal(raw, r))
+	r.arr, err = npy.ReadNPZ(filepath.Join(dir, name+".det.npz"))
+	require.NoError(t, err)
+	return r
+}
+
+// TestDetectorsMatchReference: every detector's score equals the eager
+// PyTorch reference (scripts/reference.py) within 1e-4 relative, on random
+// ResNet-18, DenseNet-121 and CIFAR ResNet-20, and on the real CIFAR-10
+// ResNet-20 with real images when ../shared/data is there.
+func TestDetectorsMatchReference(t *testing.T) {
+	dir := testenv.Testdata(t)
+	names := []string{"resnet18", "densenet121", "cifar_resnet20", "cifar10_resnet20"}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			if name == "cifar10_resnet20" {
+				testenv.SharedData(t)
+			}
+			ref := loadDetRef(t, dir, name)
+			m, err := torch.Load(filepath.Join(dir, ref.Model), "cpu")
+			require.NoError(t, err)
+			defer m.Close()
+			s, err := NewScorer(m, Options{Detectors: AllDetectors, Std: ref.Std})
+			require.NoError(t, err)
+			t.Log(s.Describe())
+			x := ref.arr["x"]
+			got, err := s.Score(&torch.Tensor{Shape: x.Shape, Data: x.Data})
+			require.NoError(t, err)
+			for d, det := range s.Detectors() {
+				want := ref.arr["score_"+det]
+				require.NotNil(t, want, det)
+				for i, w := range want.Data {
+					g := got.Scores[d][i]
+					assert.InDelta(t, float64(w), g, 1e-4*math.Abs(float64(w))+1e-9,
+						"%s sample %d: go %.8g reference %.8g", det, i, g, w)
+				}
+			}
+		})
+	}
+}
+
+// TestScoresDoNotDependOnBatch: a sample scored alone and inside a batch of
+// 128 agrees within 1e-5 relative, for every detector.
+func TestScoresDoNotDependOnBatch(t *testing.T) {
+	dir := testenv.Testdata(t)
+	m, err := torch.Load(filepath.Join(dir, "cifar_resnet20.script.pt"), "cpu")
+	require.NoError(t, err)
+	defer m.Close()
+	s, err := NewScorer(m, Options{Detectors: AllDetectors})
+	require.NoError(t, err)
+	const n = 128
+	x := &torch.Tensor{Shape: []int{n, 3, 32, 32}, Data: make([]float32, n*3*32*32)}
+	seed := uint32(1)
+	for i := range x.Data {
+		seed = seed*1664525 + 1013904223
+		x.Data[i] = float32(seed>>8)/float32(1<<24)*4 - 2
+	}
+	batch, err := s.Score(x)
+	require.NoError(t, err)
+	for _, i := range []int{0, 1, 63, 127} {
+		one, err := s.Score(&torch.Tensor{Shape: []int{1, 3, 32, 32}, Data: x.Row(i)})
+		require.NoError(t, err)
+		assert.Equal(t, batch.Pred[i], one.Pred[0])
+		for d, det := range s.Detectors() {
+			b, o := batch.Scores[d][i], one.Scores[d][0]
+			assert.InDelta(t, b, o, 1e-5*math.Abs(b)+1e-12, "%s sample %d: batch %.9g alone %.9g", det, i, b, o)
+		}
+	}
+}
+
+func TestDefaultTaps(t *testing.T) {
+	dir := testenv.Testdata(t)
+	cases := []struct {
+		model  string
+		nZ, nA int
+		firstA string
+		lastA  string
+	}{
+		{"cifar_resnet20.script.pt", 19, 12, "layer2.0.bn1", "layer3.2.bn2"},
+		{"resnet18.trace.pt", 20, 10, "layer3.0.bn1", "layer4.1.bn2"},
+		{"resnet50.script.pt", 53, 29, "layer3.0.bn1", "layer4.2.bn3"},
+		{"densenet121.script.pt", 121, 82, "features.denseblock3.denselayer1.norm1", "features.norm5"},
+	}
+	for _, c := range cases {
+		t.Run(c.model, func(t *testing.T) {
+			m, err := torch.Load(filepath.Join(dir, c.model), "cpu")
+			require.NoError(t, err)
+			defer m.Close()
+			s, err := NewScorer(m, Options{Detectors: []string{GAIAZ, GAIAA}})
+			require.NoError(t, err)
+			assert.Len(t, s.TapsZ(), c.nZ)
+			require.Len(t, s.TapsA(), c.nA)
+			assert.Equal(t, c.firstA, s.TapsA()[0].Name)
+			assert.Equal(t, c.lastA, s.TapsA()[len(s.TapsA())-1].Name)
+
+			sel, err := SelectTaps(m.Taps(), "kind:batch_norm")
+			require.NoError(t, err)
+			assert.Len(t, sel, c.nZ)
+			_, err = SelectTaps(m.Taps(), "nosuchlayer")
+			assert.ErrorContains(t, err, `"nosuchlayer" matches no normalization tap`)
+			_, err = NewScorer(m, Options{Detectors: []string{GAIAZ}, TapsZ: "last:x"})
+			assert.ErrorContains(t, err, "last:N")
+		})
+	}
+}
