@@ -1,0 +1,418 @@
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"fmt"
+	"image"
+	_ "image/jpeg" // register JPEG
+	_ "image/png"  // register PNG
+	"io"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MaxPixels bounds the declared size of an image file before it is decoded
+// (a decompression bomb declares a huge size in a small file).
+const MaxPixels = 64 << 20
+
+// cifar reads the CIFAR binary version from one file, record by record.
+type cifar struct {
+	f          *os.File
+	path       string
+	labelBytes int
+	n          int
+}
+
+func openCIFAR(path string, labelBytes int) (Source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cifar: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cifar: %w", err)
+	}
+	rec := int64(labelBytes + 3072)
+	if st.Size() == 0 || st.Size()%rec != 0 {
+		f.Close()
+		return nil, fmt.Errorf("cifar: %s: %d bytes is not a whole number of %d-byte records", path, st.Size(), rec)
+	}
+	return &cifar{f: f, path: path, labelBytes: labelBytes, n: int(st.Size() / rec)}, nil
+}
+
+func (c *cifar) Len() int { return c.n }
+
+func (c *cifar) Describe() string {
+	return fmt.Sprintf("CIFAR binary %s (%d images)", c.path, c.n)
+}
+
+func (c *cifar) Load(i int) (Image, string, int, error) {
+	rec := c.labelBytes + 3072
+	buf := make([]byte, rec)
+	src := fmt.Sprintf("%s#%d", c.path, i)
+	if _, err := c.f.ReadAt(buf, int64(i)*int64(rec)); err != nil {
+		return Image{}, src, -1, fmt.Errorf("%s: %w", src, err)
+	}
+	img := Image{C: 3, H: 32, W: 32, Pix: make([]float32, 3072)}
+	for j, b := range buf[c.labelBytes:] {
+		img.Pix[j] = float32(b) / 255
+	}
+	return img, src, int(buf[c.labelBytes-1]), nil
+}
+
+// idx reads MNIST-style idx files (magic 0x00000803 images, 0x00000801 labels).
+type idx struct {
+	path   string
+	n      int
+	h, w   int
+	pix    []byte
+	labels []byte
+}
+
+func readMaybeGzip(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out, err := io.ReadAll(zr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: corrupt gzip: %w", path, err)
+		}
+		return out, nil
+	}
+	return raw, nil
+}
+
+func openMNIST(path string) (Source, error) {
+	raw, err := readMaybeGzip(path)
+	if err != nil {
+		return nil, fmt.Errorf("mnist: %w", err)
+	}
+	if len(raw) < 16 || binary.BigEndian.Uint32(raw) != 0x803 {
+		return nil, fmt.Errorf("mnist: %s is not an idx image file (magic 0x00000803)", path)
+	}
+	n := int(binary.BigEndian.Uint32(raw[4:]))
+	h := int(binary.BigEndian.Uint32(raw[8:]))
+	w := int(binary.BigEndian.Uint32(raw[12:]))
+	if n <= 0 || h <= 0 || w <= 0 || len(raw)-16 != n*h*w {
+		return nil, fmt.Errorf("mnist: %s: header says %d images of %dx%d, the file holds %d pixel bytes", path, n, h, w, len(raw)-16)
+	}
+	s := &idx{path: path, n: n, h: h, w: w, pix: raw[16:]}
+	// The labels file beside it, if present: ...-images-idx3-ubyte -> ...-labels-idx1-ubyte.
+	// Gzipped or not, whichever is there.
+	if lp := strings.Replace(strings.TrimSuffix(path, ".gz"), "images-idx3", "labels-idx1", 1); lp != strings.TrimSuffix(path, ".gz") {
+		for _, cand := range []string{lp, lp + ".gz"} {
+			lraw, err := readMaybeGzip(cand)
+			if err != nil {
+				continue
+			}
+			if len(lraw) != 8+n || binary.BigEndian.Uint32(lraw) != 0x801 {
+				return nil, fmt.Errorf("mnist: labels %s do not match %s", cand, path)
+			}
+			s.labels = lraw[8:]
+			break
+		}
+	}
+	return s, nil
+}
+
+func (s *idx) Len() int { return s.n }
+
+func (s *idx) Describe() string {
+	return fmt.Sprintf("idx %s (%d images %dx%d)", s.path, s.n, s.h, s.w)
+}
+
+func (s *idx) Load(i int) (Image, string, int, error) {
+	sz := s.h * s.w
+	img := Image{C: 1, H: s.h, W: s.w, Pix: make([]float32, sz)}
+	for j, b := range s.pix[i*sz : (i+1)*sz] {
+		img.Pix[j] = float32(b) / 255
+	}
+	label := -1
+	if s.labels != nil {
+		label = int(s.labels[i])
+	}
+	return img, fmt.Sprintf("%s#%d", s.path, i), label, nil
+}
+
+// files is a list of image files with labels: folders and list files.
+type files struct {
+	desc   string
+	paths  []string
+	labels []int
+}
+
+func (f *files) Len() int         { return len(f.paths) }
+func (f *files) Describe() string { return f.desc }
+
+func (f *files) Load(i int) (Image, string, int, error) {
+	img, err := DecodeFile(f.paths[i])
+	return img, f.paths[i], f.labels[i], err
+}
+
+func isImageFile(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
+func openFolder(dir string) (Source, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("folder: %w", err)
+	}
+	f := &files{}
+	var classes []string
+	for _, e := range entries {
+		if e.IsDir() {
+			classes = append(classes, e.Name())
+		} else if isImageFile(e.Name()) {
+			f.paths = append(f.paths, filepath.Join(dir, e.Name()))
+			f.labels = append(f.labels, -1)
+		}
+	}
+	sort.Strings(classes)
+	for label, c := range classes {
+		sub := filepath.Join(dir, c)
+		err := filepath.WalkDir(sub, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && isImageFile(p) {
+				f.paths = append(f.paths, p)
+				f.labels = append(f.labels, label)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("folder: %w", err)
+		}
+	}
+	if len(f.paths) == 0 {
+		return nil, fmt.Errorf("folder: %s holds no PNG or JPEG image", dir)
+	}
+	if len(classes) > 0 {
+		f.desc = fmt.Sprintf("folder %s (%d images, %d classes)", dir, len(f.paths), len(classes))
+	} else {
+		f.desc = fmt.Sprintf("folder %s (%d images)", dir, len(f.paths))
+	}
+	return f, nil
+}
+
+func openList(path, root string) (Source, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	defer fh.Close()
+	if root == "" {
+		root = filepath.Dir(path)
+	}
+	f := &files{}
+	sc := bufio.NewScanner(fh)
+	line := 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		fields := strings.Fields(t)
+		label := -1
+		if len(fields) > 1 {
+			l, err := strconv.Atoi(fields[len(fields)-1])
+			if err != nil {
+				return nil, fmt.Errorf("list: %s:%d: label %q is not a number", path, line, fields[len(fields)-1])
+			}
+			label = l
+			fields = fields[:len(fields)-1]
+		}
+		p := strings.Join(fields, " ")
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, p)
+		}
+		f.paths = append(f.paths, p)
+		f.labels = append(f.labels, label)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("list: %s: %w", path, err)
+	}
+	if len(f.paths) == 0 {
+		return nil, fmt.Errorf("list: %s names no image", path)
+	}
+	f.desc = fmt.Sprintf("list %s (%d images)", path, len(f.paths))
+	return f, nil
+}
+
+// DecodeFile decodes a PNG or JPEG file into an RGB or gray Image in [0, 1],
+// refusing declared sizes over MaxPixels.
+func DecodeFile(path string) (Image, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Image{}, err
+	}
+	img, err := Decode(raw)
+	if err != nil {
+		return Image{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
+}
+
+// Decode decodes PNG or JPEG bytes.
+func Decode(raw []byte) (Image, error) {
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(raw))
+	if err != nil {
+		return Image{}, fmt.Errorf("not a readable PNG or JPEG image: %w", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+		return Image{}, fmt.Errorf("declared size %dx%d is out of bounds (at most %d pixels)", cfg.Width, cfg.Height, MaxPixels)
+	}
+	im, _, err := image.Decode(bytes.NewReader(raw))
+	if err != nil {
+		return Image{}, fmt.Errorf("corrupt image: %w", err)
+	}
+	return fromImage(im), nil
+}
+
+func fromImage(im image.Image) Image {
+	b := im.Bounds()
+	w, h := b.Dx(), b.Dy()
+	switch g := im.(type) {
+	case *image.Gray:
+		out := Image{C: 1, H: h, W: w, Pix: make([]float32, w*h)}
+		for y := 0; y < h; y++ {
+			row := g.Pix[y*g.Stride : y*g.Stride+w]
+			for x, v := range row {
+				out.Pix[y*w+x] = float32(v) / 255
+			}
+		}
+		return out
+	case *image.YCbCr:
+		out := Image{C: 3, H: h, W: w, Pix: make([]float32, 3*w*h)}
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				yi := g.YOffset(b.Min.X+x, b.Min.Y+y)
+				ci := g.COffset(b.Min.X+x, b.Min.Y+y)
+				r, gg, bb := ycbcrToRGB(g.Y[yi], g.Cb[ci], g.Cr[ci])
+				out.Pix[y*w+x] = float32(r) / 255
+				out.Pix[w*h+y*w+x] = float32(gg) / 255
+				out.Pix[2*w*h+y*w+x] = float32(bb) / 255
+			}
+		}
+		return out
+	case *image.NRGBA:
+		out := Image{C: 3, H: h, W: w, Pix: make([]float32, 3*w*h)}
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				p := g.Pix[y*g.Stride+4*x:]
+				out.Pix[y*w+x] = float32(p[0]) / 255
+				out.Pix[w*h+y*w+x] = float32(p[1]) / 255
+				out.Pix[2*w*h+y*w+x] = float32(p[2]) / 255
+			}
+		}
+		return out
+	}
+	out := Image{C: 3, H: h, W: w, Pix: make([]float32, 3*w*h)}
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			r, g, bb, _ := im.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			out.Pix[y*w+x] = float32(r>>8) / 255
+			out.Pix[w*h+y*w+x] = float32(g>>8) / 255
+			out.Pix[2*w*h+y*w+x] = float32(bb>>8) / 255
+		}
+	}
+	return out
+}
+
+// ycbcrToRGB is the JFIF conversion, as image/color does it.
+func ycbcrToRGB(y, cb, cr uint8) (uint8, uint8, uint8) {
+	yy := int32(y) * 0x10101
+	cb1 := int32(cb) - 128
+	cr1 := int32(cr) - 128
+	clamp := func(v int32) uint8 {
+		if uint32(v)&0xff000000 == 0 {
+			return uint8(v >> 16)
+		}
+		if v < 0 {
+			return 0
+		}
+		return 255
+	}
+	return clamp(yy + 91881*cr1), clamp(yy - 22554*cb1 - 46802*cr1), clamp(yy + 116130*cb1)
+}
+
+// noise is a seeded set of uniform or Gaussian images; sample i is drawn from
+// its own generator (seed, i), so it does not depend on decoding order.
+type noise struct {
+	kind    string
+	n       int
+	c, h, w int
+	seed    int64
+}
+
+func openNoise(sp *Spec) (Source, error) {
+	if sp.Arg != "uniform" && sp.Arg != "gaussian" {
+		return nil, fmt.Errorf("data spec %q: noise is uniform or gaussian, not %q", sp.Raw, sp.Arg)
+	}
+	n, err := sp.intOption("n", 1000)
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("data spec %q: n must be positive", sp.Raw)
+	}
+	seed, err := sp.intOption("seed", 1)
+	if err != nil {
+		return nil, err
+	}
+	shape, ok := sp.Options["shape"]
+	if !ok {
+		return nil, fmt.Errorf("data spec %q: noise needs shape=CxHxW", sp.Raw)
+	}
+	f := strings.Split(shape, "x")
+	if len(f) != 3 {
+		return nil, fmt.Errorf("data spec %q: shape=%q: want CxHxW", sp.Raw, shape)
+	}
+	var d [3]int
+	for i, v := range f {
+		if d[i], err = strconv.Atoi(v); err != nil || d[i] <= 0 {
+			return nil, fmt.Errorf("data spec %q: shape=%q: want CxHxW with positive numbers", sp.Raw, shape)
+		}
+	}
+	return &noise{kind: sp.Arg, n: n, c: d[0], h: d[1], w: d[2], seed: int64(seed)}, nil
+}
+
+func (s *noise) Len() int { return s.n }
+
+func (s *noise) Describe() string {
+	return fmt.Sprintf("%s noise (%d images %dx%dx%d, seed %d)", s.kind, s.n, s.c, s.h, s.w, s.seed)
+}
+
+func (s *noise) Load(i int) (Image, string, int, error) {
+	rng := rand.New(rand.NewSource(s.seed*1_000_003 + int64(i)))
+	img := Image{C: s.c, H: s.h, W: s.w, Pix: make([]float32, s.c*s.h*s.w)}
+	for j := range img.Pix {
+		if s.kind == "uniform" {
+			img.Pix[j] = rng.Float32()
+		} else {
+			img.Pix[j] = float32(math.Min(1, math.Max(0, 0.5+0.25*rng.NormFloat64())))
+		}
+	}
+	return img, fmt.Sprintf("%s-noise#%d", s.kind, i), -1, nil
+}

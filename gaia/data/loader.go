@@ -1,0 +1,149 @@
+package data
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// Batch is a run of consecutive samples, decoded and transformed, in input
+// order. Samples skipped as bad are absent from it and listed in Skipped.
+type Batch struct {
+	X       []float32 // N x C x H x W
+	N       int
+	Index   []int
+	Source  []string
+	Label   []int
+	Skipped []SkippedSample
+}
+
+// SkippedSample is a sample that could not be read, with why.
+type SkippedSample struct {
+	Index  int
+	Source string
+	Err    error
+}
+
+// Loader streams a Source in batches: each batch is decoded by Workers
+// goroutines while the previous one is being scored, so at most two batches
+// are held at once, whatever the dataset's size.
+type Loader struct {
+	Src       Source
+	Transform *Transform
+	BatchSize int
+	Workers   int  // default: the number of CPUs
+	SkipBad   bool // skip unreadable samples (else the first one stops the run)
+	Start     int  // first sample (for shards and resumption)
+	End       int  // one past the last sample (0: Src.Len())
+}
+
+type loaded struct {
+	b   *Batch
+	err error
+}
+
+// Run calls fn for every batch in order, stopping at the first error (of
+// reading, or returned by fn) or when ctx is done.
+func (l *Loader) Run(ctx context.Context, fn func(*Batch) error) error {
+	if l.BatchSize <= 0 {
+		return fmt.Errorf("loader: batch size must be positive")
+	}
+	end := l.End
+	if end == 0 || end > l.Src.Len() {
+		end = l.Src.Len()
+	}
+	if l.Start >= end {
+		return fmt.Errorf("loader: %s: no samples in [%d, %d)", l.Src.Describe(), l.Start, end)
+	}
+	workers := l.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan loaded, 1)
+	go func() {
+		defer close(ch)
+		for lo := l.Start; lo < end; lo += l.BatchSize {
+			hi := min(lo+l.BatchSize, end)
+			b, err := l.load(lo, hi, workers)
+			select {
+			case ch <- loaded{b, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for item := range ch {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if item.err != nil {
+			return item.err
+		}
+		if err := fn(item.b); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
+	n := hi - lo
+	size := l.Transform.C * l.Transform.H * l.Transform.W
+	x := make([]float32, n*size)
+	srcs := make([]string, n)
+	labels := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < min(workers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				img, src, label, err := l.Src.Load(lo + i)
+				if err == nil {
+					if terr := l.Transform.Apply(img, lo+i, x[i*size:(i+1)*size]); terr != nil {
+						err = fmt.Errorf("%s: %w", src, terr)
+					}
+				}
+				srcs[i], labels[i], errs[i] = src, label, err
+			}
+		}()
+	}
+	wg.Wait()
+	b := &Batch{}
+	for i := 0; i < n; i++ {
+		if errs[i] != nil {
+			if !l.SkipBad {
+				return nil, fmt.Errorf("sample %d: %w (use --skip-bad to skip unreadable samples)", lo+i, errs[i])
+			}
+			b.Skipped = append(b.Skipped, SkippedSample{Index: lo + i, Source: srcs[i], Err: errs[i]})
+			continue
+		}
+		b.Index = append(b.Index, lo+i)
+		b.Source = append(b.Source, srcs[i])
+		b.Label = append(b.Label, labels[i])
+	}
+	b.N = len(b.Index)
+	if b.N == n {
+		b.X = x
+	} else {
+		b.X = make([]float32, 0, b.N*size)
+		for i := 0; i < n; i++ {
+			if errs[i] == nil {
+				b.X = append(b.X, x[i*size:(i+1)*size]...)
+			}
+		}
+	}
+	return b, nil
+}

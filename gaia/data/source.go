@@ -1,0 +1,132 @@
+// Package data reads image datasets for scoring: CIFAR binary files, MNIST idx
+// files, image folders, image-list files and seeded noise, with the transforms
+// a model needs (resize, crops, channel conversion, normalization), decoded in
+// parallel and streamed in batches in bounded memory.
+//
+// A dataset is named by a spec, KIND:ARG[,option...]:
+//
+//	cifar-bin:PATH           CIFAR-10 binary version (1 label byte + 3072 pixel bytes a record)
+//	cifar100-bin:PATH        CIFAR-100 binary version (coarse and fine label bytes; the fine label is used)
+//	mnist:PATH               MNIST-style idx images file (gzip or not); labels from the matching labels file if present
+//	folder:PATH              PNG and JPEG files; one subfolder per class gives labels (sorted names), a flat folder none
+//	list:PATH                lines "relative/path label" (OpenOOD style), relative to the list's folder or root=DIR
+//	noise:uniform|gaussian   options n=COUNT, shape=CxHxW, seed=S (gaussian: mean 0.5, std 0.25, clipped to [0, 1])
+//
+// Options, after the first comma: resize=HxW or resize=S (bilinear, S the
+// shorter side), center-crop=HxW, random-crop=HxW (seeded by seed=S and the
+// sample's index), gray, rgb, root=DIR (list). Pixels are scaled to [0, 1];
+// the model's mean and std are applied last.
+package data
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Image is one decoded image: C x H x W float32 in [0, 1], channel-major.
+type Image struct {
+	C, H, W int
+	Pix     []float32
+}
+
+// Source is a dataset with random access, so that samples decode in parallel.
+type Source interface {
+	Len() int
+	// Load decodes sample i. Its source names it (a file, or file#record) and
+	// label is -1 when unknown.
+	Load(i int) (img Image, source string, label int, err error)
+	// Describe names the dataset in one line for reports.
+	Describe() string
+}
+
+// Spec is a parsed dataset spec.
+type Spec struct {
+	Kind    string
+	Arg     string
+	Options map[string]string
+	Raw     string
+}
+
+// ParseSpec splits KIND:ARG[,key=value|flag...].
+func ParseSpec(s string) (*Spec, error) {
+	kind, rest, ok := strings.Cut(s, ":")
+	if !ok || kind == "" || rest == "" {
+		return nil, fmt.Errorf("data spec %q: want KIND:PATH[,option...] with KIND one of cifar-bin, cifar100-bin, mnist, folder, list, noise", s)
+	}
+	parts := strings.Split(rest, ",")
+	sp := &Spec{Kind: kind, Arg: parts[0], Options: map[string]string{}, Raw: s}
+	for _, p := range parts[1:] {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(p, "=")
+		if _, dup := sp.Options[k]; dup {
+			return nil, fmt.Errorf("data spec %q: option %q given twice", s, k)
+		}
+		sp.Options[k] = v
+	}
+	return sp, nil
+}
+
+func (sp *Spec) intOption(key string, def int) (int, error) {
+	v, ok := sp.Options[key]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("data spec %q: %s=%q is not a number", sp.Raw, key, v)
+	}
+	return n, nil
+}
+
+// Open opens the source a spec names. Options that are transforms are left
+// for NewTransform.
+func Open(sp *Spec) (Source, error) {
+	known := map[string]bool{"resize": true, "center-crop": true, "random-crop": true, "gray": true, "rgb": true, "seed": true}
+	switch sp.Kind {
+	case "noise":
+		known["n"], known["shape"] = true, true
+	case "list":
+		known["root"] = true
+	}
+	for k := range sp.Options {
+		if !known[k] {
+			return nil, fmt.Errorf("data spec %q: unknown option %q for %s", sp.Raw, k, sp.Kind)
+		}
+	}
+	switch sp.Kind {
+	case "cifar-bin":
+		return openCIFAR(sp.Arg, 1)
+	case "cifar100-bin":
+		return openCIFAR(sp.Arg, 2)
+	case "mnist":
+		return openMNIST(sp.Arg)
+	case "folder":
+		return openFolder(sp.Arg)
+	case "list":
+		return openList(sp.Arg, sp.Options["root"])
+	case "noise":
+		return openNoise(sp)
+	}
+	return nil, fmt.Errorf("data spec %q: unknown kind %q (want cifar-bin, cifar100-bin, mnist, folder, list or noise)", sp.Raw, sp.Kind)
+}
+
+// parseHW reads "HxW" or a single number S (S x S).
+func parseHW(v string) (int, int, error) {
+	if h, w, ok := strings.Cut(v, "x"); ok {
+		hh, err1 := strconv.Atoi(h)
+		ww, err2 := strconv.Atoi(w)
+		if err1 != nil || err2 != nil || hh <= 0 || ww <= 0 {
+			return 0, 0, fmt.Errorf("%q: want HxW with positive numbers", v)
+		}
+		return hh, ww, nil
+	}
+	s, err := strconv.Atoi(v)
+	if err != nil || s <= 0 {
+		return 0, 0, fmt.Errorf("%q: want HxW or a positive number", v)
+	}
+	return s, s, nil
+}
