@@ -28,6 +28,10 @@ const usage = `gaia: out-of-distribution detection from attribution gradients (G
 Usage:
   gaia info --model MODEL.pt [--input CxHxW] [--device auto]
         the model's taps (name, kind, channels, shape), its classifier input and the devices
+  gaia score --model MODEL.pt --data SPEC [--detectors all] [--batch 128] [--out scores.csv]
+        one OOD score per sample and detector (higher = more out-of-distribution)
+  gaia eval --id id.csv --ood NAME=ood.csv [--ood NAME2=...] [--format table]
+        FPR95, AUROC, AUPR-In, AUPR-Out per OOD set and detector, and their mean
   gaia version
         the versions of gaia and LibTorch
 
@@ -58,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "info":
 		return runInfo(args[1:], stdout, stderr)
+	case "score":
+		return runScore(args[1:], stdout, stderr)
+	case "eval":
+		return runEval(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":

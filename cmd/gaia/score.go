@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+func parseFloats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a list of numbers", s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// modelInput reads the model's input size and normalization from MODEL.json,
+// or from -input/-mean/-std when given.
+func modelInput(model, input, mean, std string) (c, h, w int, mu, sd []float64, err error) {
+	meta, merr := gaia.LoadMeta(model)
+	if merr == nil {
+		c, h, w = meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
+		mu, sd = meta.Mean, meta.Std
+	}
+	if input != "" {
+		chw, err := parseCHW(input)
+		if err != nil {
+			return 0, 0, 0, nil, nil, usagef("-input %v", err)
+		}
+		c, h, w = chw[0], chw[1], chw[2]
+	}
+	if mean != "" {
+		if mu, err = parseFloats(mean); err != nil {
+			return 0, 0, 0, nil, nil, usagef("-mean %v", err)
+		}
+	}
+	if std != "" {
+		if sd, err = parseFloats(std); err != nil {
+			return 0, 0, 0, nil, nil, usagef("-std %v", err)
+		}
+	}
+	if c == 0 {
+		return 0, 0, 0, nil, nil, fmt.Errorf("%v; export the model with scripts/export.py, or give -input CxHxW (and -mean, -std)", merr)
+	}
+	if mu == nil {
+		mu = make([]float64, c)
+	}
+	if sd == nil {
+		sd = make([]float64, c)
+		for i := range sd {
+			sd[i] = 1
+		}
+	}
+	if len(mu) != c || len(sd) != c {
+		return 0, 0, 0, nil, nil, fmt.Errorf("mean %v and std %v need %d entries, one per input channel", mu, sd, c)
+	}
+	return c, h, w, mu, sd, nil
+}
+
+type scoreFlags struct {
+	model, device, tapsZ, tapsA string
+	detectors                   string
+	input, mean, std            string
+	batch, workers              int
+	odinT, odinEps              float64
+	skipBad, quiet              bool
+}
+
+func (f *scoreFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+	Float64Var(*float64, string, float64, string)
+	BoolVar(*bool, string, bool, string)
+}) {
+	fs.StringVar(&f.model, "model", "", "the TorchScript `file` (MODEL.json beside it gives input size, mean and std)")
+	fs.StringVar(&f.device, "device", "auto", "`device`: auto, cpu, cuda or cuda:N")
+	fs.StringVar(&f.detectors, "detectors", "all", "comma-separated `list` of "+strings.Join(gaia.AllDetectors, ", ")+", or all")
+	fs.IntVar(&f.batch, "batch", 128, "batch `size`")
+	fs.IntVar(&f.workers, "workers", 0, "decoding `goroutines` (default: the number of CPUs)")
+	fs.StringVar(&f.tapsZ, "taps-z", "", "GAIA-Z taps: module-path prefixes, kind:KIND, last:N or all (default all)")
+	fs.StringVar(&f.tapsA, "taps-a", "", "GAIA-A taps (default last:2, the last two stages)")
+	fs.Float64Var(&f.odinT, "odin-temperature", 1000, "ODIN's temperature")
+	fs.Float64Var(&f.odinEps, "odin-epsilon", 0.0014, "ODIN's perturbation, in units of the unnormalized input")
+	fs.StringVar(&f.input, "input", "", "input size `CxHxW` (default: from MODEL.json)")
+	fs.StringVar(&f.mean, "mean", "", "per-channel `mean`s (default: from MODEL.json)")
+	fs.StringVar(&f.std, "std", "", "per-channel `std`s (default: from MODEL.json)")
+	fs.BoolVar(&f.skipBad, "skip-bad", false, "skip unreadable samples, and count them, instead of stopping")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
+}
+
+func runScore(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("score", stderr)
+	var f scoreFlags
+	f.register(fs)
+	spec := fs.String("data", "", "the dataset `SPEC`: cifar-bin:PATH, cifar100-bin:PATH, mnist:PATH, folder:PATH, list:PATH or noise:uniform|gaussian,n=N,shape=CxHxW,seed=S; options after commas: resize=HxW, center-crop=HxW, random-crop=HxW, gray, rgb")
+	out := fs.String("out", "-", "the score `file` to write (CSV; - for stdout)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if f.model == "" || *spec == "" {
+		return usagef("score: -model and -data are required")
+	}
+	if f.batch <= 0 {
+		return usagef("score: -batch must be positive")
+	}
+	if err := torch.CheckDevice(f.device); err != nil {
+		return usageError{err.Error()}
+	}
+	dets, err := gaia.ParseDetectors(f.detectors)
+	if err != nil {
+		return usagef("score: -detectors: %v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var progress io.Writer = stderr
+	if f.quiet {
+		progress = nil
+	}
+	sum, err := scoreSet(ctx, &f, dets, *spec, *out, stdout, stderr, progress)
+	if err != nil {
+		return err
+	}
+	if !f.quiet {
+		fmt.Fprintf(stderr, "scored %d samples in %.1fs", sum.Rows, sum.Elapsed.Seconds())
+		if *out != "-" {
+			fmt.Fprintf(stderr, " -> %s", *out)
+		}
+		fmt.Fprintln(stderr)
+	}
+	return nil
+}
+
+// scoreSet scores one dataset spec into the score file out.
+func scoreSet(ctx context.Context, f *scoreFlags, dets []string, spec, out string, stdout, stderr, progress io.Writer) (gaia.Summary, error) {
+	c, h, w, mean, std, err := modelInput(f.model, f.input, f.mean, f.std)
+	if err != nil {
+		return gaia.Summary{}, err
+	}
+	sp, err := data.ParseSpec(spec)
+	if err != nil {
+		return gaia.Summary{}, usageError{err.Error()}
+	}
+	src, err := data.Open(sp)
+	if err != nil {
+		return gaia.Summary{}, err
+	}
+	tf, err := data.NewTransform(sp, c, h, w, mean, std)
+	if err != nil {
+		return gaia.Summary{}, err
+	}
+	m, err := torch.Load(f.model, f.device)
+	if err != nil {
+		return gaia.Summary{}, err
+	}
+	defer m.Close()
+	s, err := gaia.NewScorer(m, gaia.Options{Detectors: dets, TapsZ: f.tapsZ, TapsA: f.tapsA,
+		ODINTemperature: f.odinT, ODINEpsilon: f.odinEps, Std: std})
+	if err != nil {
+		return gaia.Summary{}, err
+	}
+	if progress != nil {
+		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.model, m.Device(), src.Describe(), tf.Describe())
+		fmt.Fprint(stderr, s.Describe())
+	}
+	sw, err := gaia.CreateScoreWriter(out, dets, stdout)
+	if err != nil {
+		return gaia.Summary{}, err
+	}
+	l := &data.Loader{Src: src, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad}
+	p := gaia.NewProgress(progress, "score", src.Len())
+	sum, err := gaia.ScoreDataset(ctx, s, l, sw, p)
+	if p != nil {
+		p.Finish()
+	}
+	if err != nil {
+		sw.Abort()
+		return sum, err
+	}
+	if sum.Rows == 0 {
+		sw.Abort()
+		return sum, fmt.Errorf("%s: every sample was skipped as unreadable", src.Describe())
+	}
+	if err := sw.Commit(); err != nil {
+		return sum, err
+	}
+	if len(sum.Skipped) > 0 {
+		fmt.Fprintf(stderr, "skipped %d unreadable samples, the first: %v\n", len(sum.Skipped), sum.Skipped[0].Err)
+	}
+	return sum, nil
+}

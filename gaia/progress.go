@@ -1,0 +1,90 @@
+package gaia
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Progress reports a long phase on a writer (stderr): done/total, items per
+// second and the time left, redrawn in place at most every 250 ms, and a
+// final line when it ends. A nil *Progress reports nothing.
+type Progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	name  string
+	total int
+	done  int
+	start time.Time
+	last  time.Time
+	width int
+}
+
+// NewProgress starts reporting phase name of total items on w; w nil gives a
+// silent Progress.
+func NewProgress(w io.Writer, name string, total int) *Progress {
+	if w == nil {
+		return nil
+	}
+	now := time.Now()
+	return &Progress{w: w, name: name, total: total, start: now, last: now.Add(-time.Second)}
+}
+
+// Add records n more items done.
+func (p *Progress) Add(n int) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	if now := time.Now(); now.Sub(p.last) >= 250*time.Millisecond || p.done >= p.total {
+		p.last = now
+		p.draw(false)
+	}
+}
+
+// Finish ends the line.
+func (p *Progress) Finish() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.draw(true)
+	fmt.Fprintln(p.w)
+}
+
+func (p *Progress) draw(final bool) {
+	el := time.Since(p.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(p.done) / el
+	}
+	const barW = 24
+	filled := 0
+	if p.total > 0 {
+		filled = min(barW, barW*p.done/p.total)
+	}
+	bar := make([]byte, barW)
+	for i := range bar {
+		bar[i] = ' '
+		if i < filled {
+			bar[i] = '='
+		}
+	}
+	tail := "ETA ?"
+	if final {
+		tail = fmt.Sprintf("%.1fs", el)
+	} else if rate > 0 {
+		tail = fmt.Sprintf("ETA %.0fs", float64(p.total-p.done)/rate)
+	}
+	line := fmt.Sprintf("%s [%s] %d/%d  %.1f img/s  %s", p.name, bar, p.done, p.total, rate, tail)
+	pad := ""
+	for i := len(line); i < p.width; i++ {
+		pad += " "
+	}
+	p.width = len(line)
+	fmt.Fprintf(p.w, "\r%s%s", line, pad)
+}
