@@ -1,0 +1,67 @@
+package gaia
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestScoreFileRoundTripAndAbort(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s.csv")
+	sw, err := CreateScoreWriter(p, []string{"msp", "gaia-z"}, nil)
+	require.NoError(t, err)
+	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Source: "a,b.png", Label: 3, Pred: 3, Scores: []float64{-0.5, 0.125}},
+		{Index: 1, Source: "c.png", Label: -1, Pred: 2, Scores: []float64{-0.25, 1e-9}}}))
+	assert.Error(t, sw.Append([]ScoreRow{{Scores: []float64{1}}}))
+	_, err = os.Stat(p)
+	assert.True(t, os.IsNotExist(err), "nothing under the final name before Commit")
+	require.NoError(t, sw.Commit())
+	sf, err := ReadScoreFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"msp", "gaia-z"}, sf.Detectors)
+	assert.Equal(t, "a,b.png", sf.Rows[0].Source)
+	assert.Equal(t, -1, sf.Rows[1].Label)
+	assert.Equal(t, 1e-9, sf.Rows[1].Scores[1])
+	acc, n, ok := sf.Accuracy()
+	assert.True(t, ok)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, 1.0, acc)
+
+	// An aborted run leaves the old file as it was and no partial file.
+	sw, err = CreateScoreWriter(p, []string{"msp"}, nil)
+	require.NoError(t, err)
+	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Scores: []float64{1}}}))
+	sw.Abort()
+	sf2, err := ReadScoreFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, sf.Rows, sf2.Rows)
+	entries, _ := os.ReadDir(dir)
+	assert.Len(t, entries, 1)
+
+	// Stdout mode.
+	var buf bytes.Buffer
+	sw, err = CreateScoreWriter("-", []string{"msp"}, &buf)
+	require.NoError(t, err)
+	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Label: 1, Scores: []float64{2}}}))
+	require.NoError(t, sw.Commit())
+	assert.Equal(t, "index,source,label,pred,msp\n0,,1,0,2\n", buf.String())
+
+	// Bad files are named.
+	bad := filepath.Join(dir, "bad.csv")
+	require.NoError(t, os.WriteFile(bad, []byte("a,b\n1,2\n"), 0o644))
+	_, err = ReadScoreFile(bad)
+	assert.ErrorContains(t, err, "bad.csv")
+	require.NoError(t, os.WriteFile(bad, []byte("index,source,label,pred,msp\n0,x,,1,notanumber\n"), 0o644))
+	_, err = ReadScoreFile(bad)
+	assert.ErrorContains(t, err, "bad.csv:2")
+	require.NoError(t, os.WriteFile(bad, []byte("index,source,label,pred,msp\n"), 0o644))
+	_, err = ReadScoreFile(bad)
+	assert.ErrorContains(t, err, "no rows")
+	_, err = CreateScoreWriter(filepath.Join(dir, "no", "such", "dir.csv"), []string{"msp"}, nil)
+	assert.Error(t, err)
+}
