@@ -62,9 +62,7 @@ test: build testdata
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 
 demo: build
-	@mkdir -p $(BUILD)/demo
-	$(TORCH_PYTHON) scripts/export.py --arch cifar_resnet20 --out $(BUILD)/demo/cifar_resnet20.pt
-	bin/gaia info --model $(BUILD)/demo/cifar_resnet20.pt
+	@GO=$(GO) scripts/demo.sh
 
 env: $(TORCH_MK)
 	@echo 'export CGO_ENABLED=1'

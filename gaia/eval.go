@@ -121,17 +121,22 @@ func (t *EvalTable) Write(w io.Writer, format string, oodPositive bool) error {
 		t.footer(w, fprName)
 		return nil
 	case "table", "":
+		// As the papers print it: FPR95 and AUROC per set; the rest is in csv and json.
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprint(tw, "detector\t")
 		for _, s := range sets {
-			fmt.Fprintf(tw, "%s %s\t%s AUROC\t%s AUPR-In\t%s AUPR-Out\t", s, fprName, s, s, s)
+			fmt.Fprintf(tw, "%s\t\t", s)
+		}
+		fmt.Fprint(tw, "\n\t")
+		for range sets {
+			fmt.Fprintf(tw, "%s\tAUROC\t", fprName)
 		}
 		fmt.Fprintln(tw)
 		for _, r := range t.Rows {
 			fmt.Fprintf(tw, "%s\t", r.Detector)
 			for _, s := range sets {
 				m := get(r, s)
-				fmt.Fprintf(tw, "%.2f\t%.2f\t%.2f\t%.2f\t", 100*fpr(m), 100*m.AUROC, 100*m.AUPRIn, 100*m.AUPROut)
+				fmt.Fprintf(tw, "%.2f\t%.2f\t", 100*fpr(m), 100*m.AUROC)
 			}
 			fmt.Fprintln(tw)
 		}

@@ -3,6 +3,7 @@ package gaia
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 )
@@ -19,6 +20,8 @@ type Progress struct {
 	start time.Time
 	last  time.Time
 	width int
+	tty   bool // redraw in place; else a line every 10%
+	next  int  // the next 10% step to print, without a terminal
 }
 
 // NewProgress starts reporting phase name of total items on w; w nil gives a
@@ -28,7 +31,7 @@ func NewProgress(w io.Writer, name string, total int) *Progress {
 		return nil
 	}
 	now := time.Now()
-	return &Progress{w: w, name: name, total: total, start: now, last: now.Add(-time.Second)}
+	return &Progress{w: w, name: name, total: total, start: now, last: now.Add(-time.Second), tty: isTerminal(w), next: 1}
 }
 
 // Add records n more items done.
@@ -39,6 +42,16 @@ func (p *Progress) Add(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done += n
+	if !p.tty {
+		if p.total > 0 && p.done*10 >= p.next*p.total && p.done < p.total {
+			for p.done*10 >= p.next*p.total {
+				p.next++
+			}
+			p.draw(false)
+			fmt.Fprintln(p.w)
+		}
+		return
+	}
 	if now := time.Now(); now.Sub(p.last) >= 250*time.Millisecond || p.done >= p.total {
 		p.last = now
 		p.draw(false)
@@ -81,10 +94,24 @@ func (p *Progress) draw(final bool) {
 		tail = fmt.Sprintf("ETA %.0fs", float64(p.total-p.done)/rate)
 	}
 	line := fmt.Sprintf("%s [%s] %d/%d  %.1f img/s  %s", p.name, bar, p.done, p.total, rate, tail)
+	if !p.tty {
+		fmt.Fprint(p.w, line)
+		return
+	}
 	pad := ""
 	for i := len(line); i < p.width; i++ {
 		pad += " "
 	}
 	p.width = len(line)
 	fmt.Fprintf(p.w, "\r%s%s", line, pad)
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -172,6 +172,9 @@ func (s *Scorer) TapsZ() []torch.Tap { return s.tapsZ }
 // TapsA are GAIA-A's inner taps (its output component reads the feature map).
 func (s *Scorer) TapsA() []torch.Tap { return s.tapsA }
 
+// FeatureMap is the tap GAIA-A's output component reads.
+func (s *Scorer) FeatureMap() torch.Tap { return s.fmap }
+
 // Describe says which taps each GAIA detector uses, for reports and logs.
 func (s *Scorer) Describe() string {
 	var b strings.Builder

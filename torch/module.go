@@ -40,13 +40,13 @@ type Reduce int32
 
 // Reductions. A 2-D gradient is taken as N x C x 1 x 1.
 const (
-	ReduceNone           Reduce = C.GAIA_REDUCE_NONE             // the full gradient
-	ReduceChannelMean    Reduce = C.GAIA_REDUCE_CHANNEL_MEAN     // N x C: spatial mean
-	ReduceChannelNonzero Reduce = C.GAIA_REDUCE_CHANNEL_NONZERO  // N x C: spatial fraction of non-zeros
-	ReduceSumSqNonzero   Reduce = C.GAIA_REDUCE_SUMSQ_NONZERO    // N: sum over channels of (fraction of non-zeros)^2
-	ReduceSumSqMean      Reduce = C.GAIA_REDUCE_SUMSQ_MEAN       // N: sum over channels of (spatial mean)^2
-	ReduceMeanAbsMean    Reduce = C.GAIA_REDUCE_MEANABS_MEAN     // N: mean over channels of |spatial mean|
-	ReduceL1             Reduce = C.GAIA_REDUCE_L1               // N: sum of |G| per sample
+	ReduceNone           Reduce = C.GAIA_REDUCE_NONE            // the full gradient
+	ReduceChannelMean    Reduce = C.GAIA_REDUCE_CHANNEL_MEAN    // N x C: spatial mean
+	ReduceChannelNonzero Reduce = C.GAIA_REDUCE_CHANNEL_NONZERO // N x C: spatial fraction of non-zeros
+	ReduceSumSqNonzero   Reduce = C.GAIA_REDUCE_SUMSQ_NONZERO   // N: sum over channels of (fraction of non-zeros)^2
+	ReduceSumSqMean      Reduce = C.GAIA_REDUCE_SUMSQ_MEAN      // N: sum over channels of (spatial mean)^2
+	ReduceMeanAbsMean    Reduce = C.GAIA_REDUCE_MEANABS_MEAN    // N: mean over channels of |spatial mean|
+	ReduceL1             Reduce = C.GAIA_REDUCE_L1              // N: sum of |G| per sample
 )
 
 // InputTap is the tap index that names the input batch itself.

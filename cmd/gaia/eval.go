@@ -20,6 +20,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	var oods multiFlag
 	fs.Var(&oods, "ood", "an OOD score file as `NAME=FILE` (repeat for several sets)")
 	format := fs.String("format", "table", "output `format`: table, csv, json or markdown")
+	gatePath := fs.String("gate", "", "a gate `file` (gaia calibrate): also report the fraction each set passes")
 	oodPositive := fs.Bool("ood-positive", false, "report FPR95 with OOD as the positive class (OpenOOD) instead of ID (the GAIA paper)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -59,6 +60,31 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := t.Write(stdout, *format, *oodPositive); err != nil {
 		return fmt.Errorf("eval: %w", err)
+	}
+	if *gatePath != "" {
+		return applyGate(stdout, *gatePath, idFile, sets)
+	}
+	return nil
+}
+
+// applyGate reports a gate's measured TPR on the ID set and FPR on each OOD set.
+func applyGate(w io.Writer, path string, id *gaia.ScoreFile, sets []gaia.OODSet) error {
+	g, err := gaia.LoadGate(path)
+	if err != nil {
+		return err
+	}
+	col, err := id.Column(g.Detector)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\ngate %s: %s <= %.9g accepts (calibrated for TPR %.2f%%)\n", path, g.Detector, g.Threshold, 100*g.TargetTPR)
+	fmt.Fprintf(w, "  ID %-20s TPR %6.2f%%  (%d samples)\n", "", 100*g.AcceptedFraction(col), len(col))
+	for _, s := range sets {
+		c, err := s.Scores.Column(g.Detector)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  OOD %-19s FPR %6.2f%%  (%d samples)\n", s.Name, 100*g.AcceptedFraction(c), len(c))
 	}
 	return nil
 }

@@ -32,6 +32,10 @@ Usage:
         one OOD score per sample and detector (higher = more out-of-distribution)
   gaia eval --id id.csv --ood NAME=ood.csv [--ood NAME2=...] [--format table]
         FPR95, AUROC, AUPR-In, AUPR-Out per OOD set and detector, and their mean
+  gaia calibrate --id id.csv --detector gaia-a --tpr 0.95 --out gate.json
+        the threshold that accepts that fraction of in-distribution samples, as a gate file
+  gaia bench CONFIG [--quiet]
+        a whole benchmark from a YAML or JSON config: scores, metrics, plots and report.md
   gaia version
         the versions of gaia and LibTorch
 
@@ -66,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runScore(args[1:], stdout, stderr)
 	case "eval":
 		return runEval(args[1:], stdout, stderr)
+	case "calibrate":
+		return runCalibrate(args[1:], stdout, stderr)
+	case "bench":
+		return runBench(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
@@ -196,8 +197,35 @@ func scoreSet(ctx context.Context, f *scoreFlags, dets []string, spec, out strin
 	if err := sw.Commit(); err != nil {
 		return sum, err
 	}
+	if out != "-" {
+		if err := writeProvenance(out, f, dets, spec, s, m, sum.Rows); err != nil {
+			return sum, err
+		}
+	}
 	if len(sum.Skipped) > 0 {
 		fmt.Fprintf(stderr, "skipped %d unreadable samples, the first: %v\n", len(sum.Skipped), sum.Skipped[0].Err)
 	}
 	return sum, nil
+}
+
+// writeProvenance writes FILE.json beside a score file: the model's identity,
+// the data, the detectors and their taps.
+func writeProvenance(out string, f *scoreFlags, dets []string, spec string, s *gaia.Scorer, m *torch.Module, rows int) error {
+	hash, err := gaia.FileSHA256(f.model)
+	if err != nil {
+		return err
+	}
+	meta := &gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: spec, Detectors: dets,
+		ODINT: f.odinT, ODINEps: f.odinEps, Device: m.Device(), LibTorch: torch.Version(), Rows: rows,
+		Created: time.Now().UTC().Format(time.RFC3339)}
+	for _, t := range s.TapsZ() {
+		meta.TapsZ = append(meta.TapsZ, t.Name)
+	}
+	for _, t := range s.TapsA() {
+		meta.TapsA = append(meta.TapsA, t.Name)
+	}
+	if s.TapsA() != nil {
+		meta.FeatureMap = s.FeatureMap().Name
+	}
+	return gaia.WriteJSON(gaia.ScoreMetaPath(out), meta)
 }

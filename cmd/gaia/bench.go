@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/gaia-ood/gaia/gaia/bench"
+)
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	format := fs.String("format", "table", "how to print the table on stdout: table, csv, json or markdown")
+	out := fs.String("out", "", "the report `folder` (default: the config's out)")
+	// CONFIG may come before, between or after the flags.
+	var cfgPath string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				return err
+			}
+			return usageError{err.Error()}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if cfgPath != "" {
+			return usagef("bench: one CONFIG only, have %q and %q", cfgPath, fs.Arg(0))
+		}
+		cfgPath, args = fs.Arg(0), fs.Args()[1:]
+	}
+	if cfgPath == "" {
+		return usagef("bench: usage: gaia bench CONFIG [-quiet] [-out DIR] [-format table]")
+	}
+	cfg, err := bench.LoadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		cfg.Out = *out
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var progress io.Writer = stderr
+	if *quiet {
+		progress = nil
+	}
+	res, err := bench.Run(ctx, cfg, progress)
+	if err != nil {
+		return err
+	}
+	if err := res.Table.Write(stdout, *format, false); err != nil {
+		return usageError{err.Error()}
+	}
+	if !*quiet {
+		fmt.Fprintf(stderr, "report: %s\n", filepath.Join(res.Out, "report.md"))
+	}
+	return nil
+}

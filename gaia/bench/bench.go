@@ -1,0 +1,319 @@
+//go:build cgo
+
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/gaia/report"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// Phase is one timed step of a run.
+type Phase struct {
+	Name    string
+	Seconds float64
+	Images  int
+	Reused  bool
+}
+
+// Result is what Run produced.
+type Result struct {
+	Table  *gaia.EvalTable
+	Out    string
+	Phases []Phase
+}
+
+type prepared struct {
+	set  Set
+	spec *data.Spec
+	src  data.Source
+	tf   *data.Transform
+	file string // score file
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func fileName(set string) string { return unsafeName.ReplaceAllString(set, "_") }
+
+// Run runs the benchmark. Progress bars and notes go to progress (nil:
+// quiet). Every input is checked before any scoring starts.
+func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
+	logf := func(format string, args ...any) {
+		if progress != nil {
+			fmt.Fprintf(progress, format, args...)
+		}
+	}
+	t0 := time.Now()
+	meta, err := gaia.LoadMeta(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	c3, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
+	var sets []*prepared
+	for _, s := range append([]Set{c.ID}, c.OOD...) {
+		p := &prepared{set: s, file: filepath.Join(c.Out, "scores", fileName(s.Name)+".csv")}
+		if p.spec, err = data.ParseSpec(s.Data); err != nil {
+			return nil, fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		if p.src, err = data.Open(p.spec); err != nil {
+			return nil, fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		if p.src.Len() == 0 {
+			return nil, fmt.Errorf("set %s: %s has no images", s.Name, p.src.Describe())
+		}
+		if p.tf, err = data.NewTransform(p.spec, c3, h, w, meta.Mean, meta.Std); err != nil {
+			return nil, fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		// The first sample must fit the model (MODEL.json's input size).
+		img, src, _, err := p.src.Load(0)
+		if err == nil {
+			err = p.tf.Apply(img, 0, make([]float32, c3*h*w))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("set %s: %s: %w", s.Name, src, err)
+		}
+		sets = append(sets, p)
+	}
+	m, err := torch.Load(c.Model, c.Device)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	scorer, err := gaia.NewScorer(m, gaia.Options{Detectors: c.detectors, TapsZ: c.TapsZ, TapsA: c.TapsA,
+		ODINTemperature: c.ODINTemperature, ODINEpsilon: c.ODINEpsilon, Std: meta.Std})
+	if err != nil {
+		return nil, err
+	}
+	modelHash, err := gaia.FileSHA256(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(c.Out, "scores"), 0o755); err != nil {
+		return nil, err
+	}
+	res := &Result{Out: c.Out}
+	res.Phases = append(res.Phases, Phase{Name: "check inputs, load model", Seconds: time.Since(t0).Seconds()})
+	logf("model %s (%s) on %s, LibTorch %s\n%s", c.Model, meta.Arch, m.Device(), torch.Version(), scorer.Describe())
+
+	files := map[string]*gaia.ScoreFile{}
+	for _, p := range sets {
+		key := scoreKey(modelHash, p, c)
+		keyFile := strings.TrimSuffix(p.file, ".csv") + ".key"
+		start := time.Now()
+		if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
+			if sf, err := gaia.ReadScoreFile(p.file); err == nil {
+				files[p.set.Name] = sf
+				logf("%s: reusing %s (same model, data and detectors)\n", p.set.Name, p.file)
+				res.Phases = append(res.Phases, Phase{Name: "score " + p.set.Name, Seconds: time.Since(start).Seconds(), Images: len(sf.Rows), Reused: true})
+				continue
+			}
+		}
+		os.Remove(keyFile)
+		sw, err := gaia.CreateScoreWriter(p.file, c.detectors, nil)
+		if err != nil {
+			return nil, err
+		}
+		l := &data.Loader{Src: p.src, Transform: p.tf, BatchSize: c.Batch, Workers: c.Workers, SkipBad: c.SkipBad}
+		bar := gaia.NewProgress(progress, p.set.Name, p.src.Len())
+		sum, err := gaia.ScoreDataset(ctx, scorer, l, sw, bar)
+		bar.Finish()
+		if err == nil && sum.Rows == 0 {
+			err = fmt.Errorf("set %s: every sample was skipped as unreadable", p.set.Name)
+		}
+		if err != nil {
+			sw.Abort()
+			return nil, fmt.Errorf("set %s: %w", p.set.Name, err)
+		}
+		if err := sw.Commit(); err != nil {
+			return nil, err
+		}
+		if err := writeAtomic(keyFile, []byte(key)); err != nil {
+			return nil, err
+		}
+		if len(sum.Skipped) > 0 {
+			logf("%s: skipped %d unreadable samples, the first: %v\n", p.set.Name, len(sum.Skipped), sum.Skipped[0].Err)
+		}
+		sf, err := gaia.ReadScoreFile(p.file)
+		if err != nil {
+			return nil, err
+		}
+		files[p.set.Name] = sf
+		res.Phases = append(res.Phases, Phase{Name: "score " + p.set.Name, Seconds: sum.Elapsed.Seconds(), Images: sum.Rows})
+	}
+
+	start := time.Now()
+	var oods []gaia.OODSet
+	for _, o := range c.OOD {
+		oods = append(oods, gaia.OODSet{Name: o.Name, Scores: files[o.Name]})
+	}
+	table, err := gaia.Evaluate(files[c.ID.Name], oods)
+	if err != nil {
+		return nil, err
+	}
+	res.Table = table
+	var buf bytes.Buffer
+	if err := table.Write(&buf, "csv", false); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(filepath.Join(c.Out, "metrics.csv"), buf.Bytes()); err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if err := table.Write(&buf, "json", false); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(filepath.Join(c.Out, "metrics.json"), buf.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := plots(c, files); err != nil {
+		return nil, err
+	}
+	res.Phases = append(res.Phases, Phase{Name: "metrics and plots", Seconds: time.Since(start).Seconds()})
+	md := markdown(c, meta, m, scorer, table, res.Phases, sets)
+	if err := writeAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func plots(c *Config, files map[string]*gaia.ScoreFile) error {
+	id := files[c.ID.Name]
+	for _, o := range c.OOD {
+		var curves []report.Curve
+		for _, det := range c.detectors {
+			a, _ := id.Column(det)
+			b, err := files[o.Name].Column(det)
+			if err != nil {
+				return err
+			}
+			curves = append(curves, report.Curve{Name: det, Points: report.ROCPoints(a, b)})
+		}
+		title := fmt.Sprintf("ROC: %s (ID) vs %s (OOD)", c.ID.Name, o.Name)
+		if err := report.SaveROC(filepath.Join(c.Out, "roc-"+fileName(o.Name)+".png"), title, curves); err != nil {
+			return err
+		}
+	}
+	for _, det := range c.detectors {
+		var series []report.Series
+		for _, s := range append([]Set{c.ID}, c.OOD...) {
+			v, err := files[s.Name].Column(det)
+			if err != nil {
+				return err
+			}
+			series = append(series, report.Series{Name: s.Name, Scores: v})
+		}
+		if err := report.SaveHistogram(filepath.Join(c.Out, "hist-"+det+".png"), det+" scores", series); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, t *gaia.EvalTable, phases []Phase, sets []*prepared) string {
+	var b strings.Builder
+	name := c.Name
+	if name == "" {
+		name = filepath.Base(c.Out)
+	}
+	fmt.Fprintf(&b, "# %s\n\n", name)
+	var tb bytes.Buffer
+	_ = t.Write(&tb, "markdown", false)
+	b.Write(tb.Bytes())
+	fmt.Fprintf(&b, "\n## Setup\n\n")
+	fmt.Fprintf(&b, "- Model: `%s` (%s, %s, input %dx%dx%d)\n", c.Model, meta.Arch, meta.ExportedWith, meta.InputSize[0], meta.InputSize[1], meta.InputSize[2])
+	if t.IDAccuracy != nil {
+		fmt.Fprintf(&b, "- Accuracy on %s: %.2f%% (%d labelled images)\n", c.ID.Name, 100**t.IDAccuracy, t.IDLabelled)
+	}
+	for _, p := range sets {
+		fmt.Fprintf(&b, "- %s: `%s`: %s; %s\n", p.set.Name, p.set.Data, p.src.Describe(), p.tf.Describe())
+	}
+	fmt.Fprintf(&b, "- Detectors: %s (ODIN T = %g, epsilon = %g)\n", strings.Join(c.detectors, ", "), orDefault(c.ODINTemperature, 1000), orDefault(c.ODINEpsilon, 0.0014))
+	for _, line := range strings.Split(strings.TrimSpace(s.Describe()), "\n") {
+		if line != "" {
+			fmt.Fprintf(&b, "- %s\n", line)
+		}
+	}
+	fmt.Fprintf(&b, "- LibTorch %s on %s, %d intra-op threads, %d CPUs, %s/%s; batch %d\n", torch.Version(), m.Device(), torch.NumThreads(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.Batch)
+	fmt.Fprintf(&b, "- Date: %s; gaia %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), gaia.Version)
+	fmt.Fprintf(&b, "\n## Time per phase\n\n| phase | seconds | images | images/s |\n| --- | ---: | ---: | ---: |\n")
+	for _, p := range phases {
+		rate, note := "", ""
+		if p.Images > 0 && p.Seconds > 0 && !p.Reused {
+			rate = fmt.Sprintf("%.1f", float64(p.Images)/p.Seconds)
+		}
+		if p.Reused {
+			note = " (score file reused)"
+		}
+		imgs := ""
+		if p.Images > 0 {
+			imgs = fmt.Sprint(p.Images)
+		}
+		fmt.Fprintf(&b, "| %s%s | %.1f | %s | %s |\n", p.Name, note, p.Seconds, imgs, rate)
+	}
+	fmt.Fprintf(&b, "\n## Files\n\n- `metrics.csv`, `metrics.json`: every metric (also AUPR-In, AUPR-Out, detection error, and FPR95 with OOD positive)\n- `scores/`: one score file per set\n")
+	var plotsList []string
+	for _, o := range c.OOD {
+		plotsList = append(plotsList, "roc-"+fileName(o.Name)+".png")
+	}
+	sort.Strings(plotsList)
+	fmt.Fprintf(&b, "- ROC curves: %s\n- score histograms: %s\n", strings.Join(plotsList, ", "), "hist-<detector>.png")
+	return b.String()
+}
+
+func orDefault(v, d float64) float64 {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// scoreKey identifies what a score file depends on: the model's bytes, the
+// data spec and the state of its path, the detectors and their options.
+func scoreKey(modelHash string, p *prepared, c *Config) string {
+	k := map[string]any{
+		"gaia": gaia.Version, "model_sha256": modelHash, "data": p.set.Data,
+		"detectors": c.detectors, "taps_z": c.TapsZ, "taps_a": c.TapsA,
+		"odin_t": c.ODINTemperature, "odin_eps": c.ODINEpsilon, "skip_bad": c.SkipBad,
+	}
+	if st, err := os.Stat(p.spec.Arg); err == nil {
+		k["data_size"], k["data_mtime"] = st.Size(), st.ModTime().UnixNano()
+	}
+	raw, _ := json.Marshal(k)
+	return string(raw) + "\n"
+}
+
+// writeAtomic writes a file through a temporary file and a rename.
+func writeAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}

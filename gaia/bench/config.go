@@ -1,0 +1,155 @@
+// Package bench runs a whole OOD benchmark from one small config file: one
+// model, an in-distribution set, named OOD sets, detectors; it writes a report
+// folder with the table (report.md), metrics.csv, metrics.json, one score file
+// per set and plots, reusing score files whose inputs did not change.
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gaia-ood/gaia/gaia"
+)
+
+// Set is a named dataset.
+type Set struct {
+	Name string `yaml:"name" json:"name"`
+	Data string `yaml:"data" json:"data"` // a data spec, ${VAR} expanded from the environment
+}
+
+// Config is a benchmark, as YAML or JSON:
+//
+//	name: mnist-demo
+//	model: models/mnist_resnet.pt
+//	id: {name: MNIST, data: "mnist:${MNIST_DIR}/t10k-images-idx3-ubyte.gz"}
+//	ood:
+//	  - {name: Fashion-MNIST, data: "mnist:/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"}
+//	  - {name: Uniform, data: "noise:uniform,n=2000,shape=1x28x28,seed=1"}
+//	detectors: all
+//	batch: 128
+//	device: auto
+//	out: build/demo-report
+//
+// Paths are relative to the working directory. Optional: taps_z, taps_a,
+// odin_temperature, odin_epsilon, workers, skip_bad.
+type Config struct {
+	Name            string  `yaml:"name" json:"name"`
+	Model           string  `yaml:"model" json:"model"`
+	ID              Set     `yaml:"id" json:"id"`
+	OOD             []Set   `yaml:"ood" json:"ood"`
+	Detectors       string  `yaml:"detectors" json:"detectors"`
+	Batch           int     `yaml:"batch" json:"batch"`
+	Device          string  `yaml:"device" json:"device"`
+	Out             string  `yaml:"out" json:"out"`
+	TapsZ           string  `yaml:"taps_z" json:"taps_z"`
+	TapsA           string  `yaml:"taps_a" json:"taps_a"`
+	ODINTemperature float64 `yaml:"odin_temperature" json:"odin_temperature"`
+	ODINEpsilon     float64 `yaml:"odin_epsilon" json:"odin_epsilon"`
+	Workers         int     `yaml:"workers" json:"workers"`
+	SkipBad         bool    `yaml:"skip_bad" json:"skip_bad"`
+
+	detectors []string
+}
+
+// LoadConfig reads and checks a config file (YAML, or JSON, which YAML reads).
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) check() error {
+	if c.Model == "" {
+		return fmt.Errorf("no model")
+	}
+	c.Model = os.ExpandEnv(c.Model)
+	if _, err := os.Stat(c.Model); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if c.ID.Data == "" {
+		return fmt.Errorf("no id set (id: {name: ..., data: ...})")
+	}
+	if c.ID.Name == "" {
+		c.ID.Name = "id"
+	}
+	if len(c.OOD) == 0 {
+		return fmt.Errorf("no ood sets")
+	}
+	seen := map[string]bool{c.ID.Name: true}
+	for i := range c.OOD {
+		o := &c.OOD[i]
+		if o.Name == "" || o.Data == "" {
+			return fmt.Errorf("ood set %d needs a name and data", i+1)
+		}
+		if seen[o.Name] {
+			return fmt.Errorf("set name %q used twice", o.Name)
+		}
+		if strings.ContainsAny(o.Name, "/\\") {
+			return fmt.Errorf("set name %q: no slashes", o.Name)
+		}
+		seen[o.Name] = true
+		var err error
+		if o.Data, err = expandSpec(o.Name, o.Data); err != nil {
+			return err
+		}
+	}
+	var err error
+	if c.ID.Data, err = expandSpec(c.ID.Name, c.ID.Data); err != nil {
+		return err
+	}
+	if c.Detectors == "" {
+		c.Detectors = "all"
+	}
+	if c.detectors, err = gaia.ParseDetectors(c.Detectors); err != nil {
+		return err
+	}
+	if c.Batch == 0 {
+		c.Batch = 128
+	}
+	if c.Batch < 0 {
+		return fmt.Errorf("batch must be positive")
+	}
+	if c.Device == "" {
+		c.Device = "auto"
+	}
+	if c.Out == "" {
+		return fmt.Errorf("no out folder")
+	}
+	c.Out = os.ExpandEnv(c.Out)
+	return nil
+}
+
+// expandSpec expands ${VAR} in a data spec; an unset variable is an error
+// naming it, not an empty string.
+func expandSpec(set, s string) (string, error) {
+	var missing []string
+	out := os.Expand(s, func(k string) string {
+		v, ok := os.LookupEnv(k)
+		if !ok {
+			missing = append(missing, k)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("set %s: %q uses $%s, which is not set in the environment", set, s, missing[0])
+	}
+	return out, nil
+}
+
+// DetectorList is the parsed detectors.
+func (c *Config) DetectorList() []string { return c.detectors }

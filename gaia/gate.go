@@ -1,0 +1,176 @@
+package gaia
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// ScoreMeta is the provenance of a score file, written beside it as
+// FILE.json: what made the scores, so that a gate calibrated on them can name
+// its model and taps.
+type ScoreMeta struct {
+	Model       string   `json:"model"`
+	ModelSHA256 string   `json:"model_sha256"`
+	Data        string   `json:"data"`
+	Detectors   []string `json:"detectors"`
+	TapsZ       []string `json:"taps_z,omitempty"`
+	TapsA       []string `json:"taps_a,omitempty"`
+	FeatureMap  string   `json:"feature_map,omitempty"`
+	ODINT       float64  `json:"odin_temperature"`
+	ODINEps     float64  `json:"odin_epsilon"`
+	Device      string   `json:"device"`
+	LibTorch    string   `json:"libtorch"`
+	Rows        int      `json:"rows"`
+	Created     string   `json:"created"`
+}
+
+// ScoreMetaPath is where a score file's provenance lives.
+func ScoreMetaPath(scoreFile string) string { return scoreFile + ".json" }
+
+// ReadScoreMeta reads the provenance beside a score file.
+func ReadScoreMeta(scoreFile string) (*ScoreMeta, error) {
+	raw, err := os.ReadFile(ScoreMetaPath(scoreFile))
+	if err != nil {
+		return nil, fmt.Errorf("score provenance: %w", err)
+	}
+	m := &ScoreMeta{}
+	if err := json.Unmarshal(raw, m); err != nil {
+		return nil, fmt.Errorf("score provenance %s: %w", ScoreMetaPath(scoreFile), err)
+	}
+	return m, nil
+}
+
+// Gate is a calibrated decision: a sample whose score is above Threshold is
+// flagged out-of-distribution; at or below, it is accepted.
+type Gate struct {
+	Detector    string   `json:"detector"`
+	Threshold   float64  `json:"threshold"`
+	TargetTPR   float64  `json:"target_tpr"`
+	MeasuredTPR float64  `json:"measured_tpr"` // on the calibration set
+	NumID       int      `json:"n_id"`
+	Model       string   `json:"model"`
+	ModelSHA256 string   `json:"model_sha256"`
+	Taps        []string `json:"taps,omitempty"`
+	FeatureMap  string   `json:"feature_map,omitempty"`
+	ODINT       float64  `json:"odin_temperature,omitempty"`
+	ODINEps     float64  `json:"odin_epsilon,omitempty"`
+	Calibration string   `json:"calibration_scores"`
+	Created     string   `json:"created"`
+}
+
+// Accept reports whether a score passes the gate (looks in-distribution).
+func (g *Gate) Accept(score float64) bool { return score <= g.Threshold }
+
+// Calibrate returns the smallest threshold that accepts at least tpr of the
+// in-distribution scores id.
+func Calibrate(id []float64, tpr float64) (threshold, measured float64, err error) {
+	if len(id) == 0 {
+		return 0, 0, fmt.Errorf("calibrate: %w", ErrEmptySet)
+	}
+	if !(tpr > 0 && tpr <= 1) {
+		return 0, 0, fmt.Errorf("calibrate: tpr %v must be in (0, 1]", tpr)
+	}
+	s := append([]float64(nil), id...)
+	sort.Float64s(s)
+	k := int(math.Ceil(tpr*float64(len(s)) - 1e-9))
+	k = max(1, min(len(s), k))
+	threshold = s[k-1]
+	n := sort.Search(len(s), func(i int) bool { return s[i] > threshold })
+	return threshold, float64(n) / float64(len(s)), nil
+}
+
+// NewGate calibrates a gate for one detector of an ID score file, taking the
+// model's identity and taps from the file's provenance.
+func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gate, error) {
+	col, err := sf.Column(detector)
+	if err != nil {
+		return nil, err
+	}
+	th, measured, err := Calibrate(col, tpr)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gate{Detector: detector, Threshold: th, TargetTPR: tpr, MeasuredTPR: measured, NumID: len(col),
+		Model: meta.Model, ModelSHA256: meta.ModelSHA256, Calibration: sf.Path,
+		Created: time.Now().UTC().Format(time.RFC3339)}
+	switch detector {
+	case GAIAZ:
+		g.Taps = meta.TapsZ
+	case GAIAA:
+		g.Taps, g.FeatureMap = meta.TapsA, meta.FeatureMap
+	case ODIN:
+		g.ODINT, g.ODINEps = meta.ODINT, meta.ODINEps
+	}
+	return g, nil
+}
+
+// LoadGate reads a gate file.
+func LoadGate(path string) (*Gate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	g := &Gate{}
+	if err := json.Unmarshal(raw, g); err != nil {
+		return nil, fmt.Errorf("gate %s: %w", path, err)
+	}
+	if g.Detector == "" || math.IsNaN(g.Threshold) {
+		return nil, fmt.Errorf("gate %s: no detector or threshold", path)
+	}
+	return g, nil
+}
+
+// AcceptedFraction is the fraction of scores the gate accepts.
+func (g *Gate) AcceptedFraction(scores []float64) float64 {
+	n := 0
+	for _, s := range scores {
+		if g.Accept(s) {
+			n++
+		}
+	}
+	return float64(n) / float64(len(scores))
+}
+
+// FileSHA256 is the hex SHA-256 of a file: a model's identity.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// WriteJSON writes v as indented JSON through a temporary file and a rename.
+func WriteJSON(path string, v any) error {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(raw, '\n')); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(f.Name(), path)
+}
