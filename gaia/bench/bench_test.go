@@ -1,0 +1,109 @@
+//go:build cgo
+
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gaia-ood/gaia/internal/testenv"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bench.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := testenv.Testdata(t)
+	model := filepath.Join(dir, "cifar_resnet20.script.pt")
+	good := "model: " + model + "\nid: {name: A, data: 'noise:uniform,n=8,shape=3x32x32'}\nood: [{name: B, data: 'noise:gaussian,n=8,shape=3x32x32'}]\nout: " + t.TempDir() + "\n"
+	_, err := LoadConfig(writeConfig(t, good))
+	require.NoError(t, err)
+	cases := map[string]string{
+		"no such file":         strings.Replace(good, model, "/nonexistent/m.pt", 1),
+		`unknown detector`:     good + "detectors: gaia-a,magic\n",
+		"field zoom not found": good + "zoom: 2\n",
+		"no ood sets":          strings.Replace(good, "ood: [{name: B, data: 'noise:gaussian,n=8,shape=3x32x32'}]\n", "", 1),
+		"used twice":           strings.Replace(good, "name: B", "name: A", 1),
+		"is not set":           strings.Replace(good, "noise:gaussian", "${GAIA_NO_SUCH_VAR}noise:gaussian", 1),
+	}
+	for want, body := range cases {
+		_, err := LoadConfig(writeConfig(t, body))
+		assert.ErrorContains(t, err, want)
+	}
+	_, err = LoadConfig(filepath.Join(t.TempDir(), "none.yaml"))
+	assert.ErrorContains(t, err, "none.yaml")
+}
+
+func TestRunChecksBeforeScoringThenReuses(t *testing.T) {
+	dir := testenv.Testdata(t)
+	model := filepath.Join(dir, "cifar_resnet20.script.pt")
+	out := filepath.Join(t.TempDir(), "report")
+	base := "model: " + model + "\nid: {name: A, data: 'noise:uniform,n=24,shape=3x32x32,seed=1'}\nbatch: 16\nout: " + out + "\n"
+
+	// A set whose images do not fit the model, and an empty folder: nothing is scored.
+	empty := t.TempDir()
+	for _, ood := range []string{
+		"ood: [{name: B, data: 'noise:gaussian,n=8,shape=3x32x32'}, {name: C, data: 'noise:gaussian,n=8,shape=3x64x64'}]\n",
+		"ood: [{name: B, data: 'folder:" + empty + "'}]\n",
+	} {
+		c, err := LoadConfig(writeConfig(t, base+ood))
+		require.NoError(t, err)
+		_, err = Run(context.Background(), c, nil)
+		require.Error(t, err)
+		_, statErr := os.Stat(filepath.Join(out, "scores"))
+		assert.True(t, os.IsNotExist(statErr), "no score written before the inputs are checked: %v", err)
+	}
+
+	c, err := LoadConfig(writeConfig(t, base+"ood: [{name: B noise, data: 'noise:gaussian,n=16,shape=3x32x32,seed=2'}]\n"))
+	require.NoError(t, err)
+	res, err := Run(context.Background(), c, nil)
+	require.NoError(t, err)
+	for _, f := range []string{"report.md", "metrics.csv", "metrics.json", "roc-B_noise.png", "hist-gaia-a.png", "scores/A.csv", "scores/B_noise.csv"} {
+		st, err := os.Stat(filepath.Join(out, f))
+		require.NoError(t, err, f)
+		assert.Greater(t, st.Size(), int64(0), f)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "| gaia-a |")
+	assert.Contains(t, string(md), "LibTorch")
+	assert.Contains(t, string(md), "gaia-a taps: 12")
+	for _, p := range res.Phases {
+		assert.False(t, p.Reused, p.Name)
+	}
+	res2, err := Run(context.Background(), c, nil)
+	require.NoError(t, err)
+	assert.True(t, res2.Phases[1].Reused)
+	assert.True(t, res2.Phases[2].Reused)
+	assert.Equal(t, res.Table.Rows, res2.Table.Rows)
+
+	// Other detectors: the score files are made again.
+	c.detectors = []string{"msp"}
+	res3, err := Run(context.Background(), c, nil)
+	require.NoError(t, err)
+	assert.False(t, res3.Phases[1].Reused)
+
+	// Interrupted: no partial file, no key for an unfinished set.
+	c.detectors = []string{"gaia-z"}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Run(ctx, c, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	entries, err := os.ReadDir(filepath.Join(out, "scores"))
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.NotContains(t, e.Name(), "partial")
+	}
+	_, err = os.Stat(filepath.Join(out, "scores", "A.key"))
+	assert.True(t, os.IsNotExist(err), "the key of an unfinished set is gone, so a rerun scores it again")
+}
