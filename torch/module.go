@@ -78,6 +78,40 @@ type Module struct {
 	taps     []Tap
 	warnings []string
 	source   string
+	flags    C.int32_t
+}
+
+// SetReduceInHooks chooses how tap gradients are reduced: in tensor hooks as
+// autograd produces each one (the default: the full gradients are never all
+// held at once), or after the backward pass, from all of them (for measuring
+// what the hooks save). Both give the same numbers.
+func (m *Module) SetReduceInHooks(on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if on {
+		m.flags &^= C.GAIA_RUN_REDUCE_AFTER
+	} else {
+		m.flags |= C.GAIA_RUN_REDUCE_AFTER
+	}
+}
+
+// CUDAKernelsBuilt reports whether the shim was built with the fused CUDA
+// reductions of cuda/ (otherwise CUDA gradients are reduced with LibTorch ops).
+func CUDAKernelsBuilt() bool { return C.gaia_cuda_kernels_built() != 0 }
+
+// CUDAMemory reports the CUDA caching allocator's current and peak allocated
+// bytes on a device, and resets the peak when reset is true. ok is false
+// without CUDA.
+func CUDAMemory(device int, reset bool) (current, peak int64, ok bool) {
+	var cur, pk C.int64_t
+	r := C.int32_t(0)
+	if reset {
+		r = 1
+	}
+	if C.gaia_cuda_memory(C.int32_t(device), r, &cur, &pk) != 0 {
+		return 0, 0, false
+	}
+	return int64(cur), int64(pk), true
 }
 
 var threadsOnce sync.Once
@@ -311,7 +345,7 @@ func (m *Module) Run(x *Tensor, values []int, passes []Pass) (*Result, error) {
 	rc := C.gaia_module_run(m.h, (*C.float)(unsafe.Pointer(&x.Data[0])), &shape[0],
 		ptrOrNil(cvalues), C.int32_t(len(cvalues)),
 		passPtrOrNil(cpasses), C.int32_t(len(cpasses)),
-		ptrOrNil(tapList), C.int32_t(len(tapList)), &res, &st)
+		ptrOrNil(tapList), C.int32_t(len(tapList)), m.flags, &res, &st)
 	runtime.KeepAlive(x)
 	if rc != 0 {
 		return nil, statusError("run", &st)

@@ -422,3 +422,34 @@ func TestNoCgoBuildFailsClearly(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, string(out), "needs_cgo")
 }
+
+// TestReduceInHooksSameAsAfter: reducing each tap gradient in a hook as
+// autograd produces it gives the numbers of taking all gradients first.
+func TestReduceInHooksSameAsAfter(t *testing.T) {
+	dir := testdata(t)
+	for _, arch := range []string{"resnet50", "densenet121"} {
+		ref := loadReference(t, dir, arch)
+		m, err := Load(filepath.Join(dir, arch+".trace.pt"), "cpu")
+		require.NoError(t, err)
+		norm := tapsOfKind(m, true, "")
+		fmap := tapsOfKind(m, false, KindFeatureMap)
+		cls := tapsOfKind(m, false, KindClassifierInput)
+		passes := []Pass{
+			{Loss: LossMaxLogit, Taps: norm, Reduce: ReduceSumSqNonzero},
+			{Loss: LossSumLogSoftmax, Taps: fmap, Reduce: ReduceMeanAbsMean},
+			{Loss: LossSumTap, LossTap: cls[0], Taps: norm[len(norm)/2:], Reduce: ReduceSumSqMean},
+			{Loss: LossODIN, LossParam: 1000, Taps: []int{InputTap}, Reduce: ReduceL1},
+		}
+		hooks, err := m.Run(ref.input(t), nil, passes)
+		require.NoError(t, err)
+		m.SetReduceInHooks(false)
+		after, err := m.Run(ref.input(t), nil, passes)
+		require.NoError(t, err)
+		for p := range passes {
+			for i := range hooks.Grads[p] {
+				assert.Equal(t, after.Grads[p][i].Data, hooks.Grads[p][i].Data, "%s pass %d tap %d", arch, p, i)
+			}
+		}
+		m.Close()
+	}
+}

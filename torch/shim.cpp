@@ -25,11 +25,19 @@
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
+#ifdef GAIA_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+
+#include "gaia_cuda.h"
+#endif
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -190,6 +198,8 @@ struct gaia_module {
   std::vector<std::string> warnings;
   int64_t inputChannels = -1;
   size_t numOutputs = 1;  // 1 plus the number of taps, in the returned tuple
+  // upstream[i][j]: tap j is computed before tap i and tap i is computed from it.
+  std::vector<std::vector<bool>> upstream;
 };
 
 namespace {
@@ -214,6 +224,65 @@ c10::Device parseDevice(const std::string& s) {
     throw ShimError(GAIA_ERR_INVALID, "device " + s + ": only cpu and cuda are supported");
   }
   return d;
+}
+
+using Bits = std::vector<bool>;
+
+void orInto(Bits& dst, const Bits& src) {
+  for (size_t i = 0; i < src.size(); i++) {
+    if (src[i]) {
+      dst[i] = true;
+    }
+  }
+}
+
+// collectInputs unions the bits of every value a node reads, inside its blocks too.
+void collectInputs(const jit::Node* n, const std::unordered_map<const jit::Value*, Bits>& bits, Bits& acc) {
+  for (const jit::Value* v : n->inputs()) {
+    auto it = bits.find(v);
+    if (it != bits.end()) {
+      orInto(acc, it->second);
+    }
+  }
+  for (const jit::Block* b : n->blocks()) {
+    for (const jit::Node* inner : b->nodes()) {
+      collectInputs(inner, bits, acc);
+    }
+    for (const jit::Value* v : b->outputs()) {
+      auto it = bits.find(v);
+      if (it != bits.end()) {
+        orInto(acc, it->second);
+      }
+    }
+  }
+}
+
+// computeUpstream finds, by data flow over the graph, which taps each tap is
+// computed from. A pass then takes gradients only at its earliest taps and
+// reads the later ones from hooks as autograd reaches them.
+void computeUpstream(jit::Graph& g, const std::vector<Tap>& taps, std::vector<Bits>& upstream) {
+  size_t n = taps.size();
+  std::unordered_map<const jit::Value*, Bits> bits;
+  std::unordered_map<const jit::Value*, std::vector<size_t>> tapOf;
+  for (size_t i = 0; i < n; i++) {
+    tapOf[taps[i].value].push_back(i);
+  }
+  upstream.assign(n, Bits(n, false));
+  for (jit::Node* node : g.block()->nodes()) {
+    Bits acc(n, false);
+    collectInputs(node, bits, acc);
+    for (const jit::Value* out : node->outputs()) {
+      Bits b = acc;
+      auto it = tapOf.find(out);
+      if (it != tapOf.end()) {
+        for (size_t i : it->second) {
+          upstream[i] = acc;
+          b[i] = true;
+        }
+      }
+      bits[out] = std::move(b);
+    }
+  }
 }
 
 // buildTappedGraph rewrites the module's forward as described at the top.
@@ -402,6 +471,7 @@ void buildTappedGraph(gaia_module* m) {
     g->registerOutput(tuple);
   }
   m->numOutputs = 1 + taps.size();
+  computeUpstream(*g, taps, m->upstream);
   for (auto& t : taps) {
     t.value = nullptr;
   }
@@ -489,7 +559,53 @@ at::Tensor as4d(const at::Tensor& g) {
   throw ShimError(GAIA_ERR_INVALID, "cannot reduce a gradient of " + std::to_string(g.dim()) + " dimensions per channel");
 }
 
+#ifdef GAIA_WITH_CUDA
+void checkCuda(int rc, const char* msg) {
+  if (rc != 0) {
+    throw ShimError(GAIA_ERR_TORCH, msg);
+  }
+}
+
+// reduceGradCUDA runs the fused kernels of cuda/ on LibTorch's current stream.
+at::Tensor reduceGradCUDA(const at::Tensor& g0, int reduce) {
+  at::Tensor g = as4d(g0);
+  int64_t n = g.size(0), c = g.size(1), h = g.size(2), w = g.size(3);
+  int64_t strides[4] = {g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream(g.device().index()).stream();
+  char err[256] = {0};
+  at::Tensor mean = at::empty({n, c}, g.options());
+  at::Tensor nonzero = at::empty({n, c}, g.options());
+  checkCuda(gaia_cuda_channel_stats(g.data_ptr<float>(), n, c, h, w, strides, mean.data_ptr<float>(),
+                                    nonzero.data_ptr<float>(), stream, err, sizeof err),
+            err);
+  if (reduce == GAIA_REDUCE_CHANNEL_MEAN) {
+    return mean;
+  }
+  if (reduce == GAIA_REDUCE_CHANNEL_NONZERO) {
+    return nonzero;
+  }
+  at::Tensor out = at::empty({3, n}, g.options());
+  checkCuda(gaia_cuda_per_sample(mean.data_ptr<float>(), nonzero.data_ptr<float>(), n, c, out.data_ptr<float>(),
+                                 stream, err, sizeof err),
+            err);
+  switch (reduce) {
+    case GAIA_REDUCE_SUMSQ_NONZERO:
+      return out[0];
+    case GAIA_REDUCE_SUMSQ_MEAN:
+      return out[1];
+    default:
+      return out[2];
+  }
+}
+#endif
+
 at::Tensor reduceGrad(const at::Tensor& g, int reduce) {
+#ifdef GAIA_WITH_CUDA
+  if (g.is_cuda() && g.scalar_type() == at::kFloat && g.dim() >= 2 && g.dim() <= 4 &&
+      reduce >= GAIA_REDUCE_CHANNEL_MEAN && reduce <= GAIA_REDUCE_MEANABS_MEAN) {
+    return reduceGradCUDA(g, reduce);
+  }
+#endif
   switch (reduce) {
     case GAIA_REDUCE_NONE:
       return g;
@@ -553,6 +669,37 @@ void checkShape(const int64_t* shape) {
     }
   }
 }
+
+// HookState collects reduced gradients from tensor hooks during one pass.
+struct HookState {
+  bool active = false;
+  int reduce = 0;
+  std::unordered_map<int32_t, at::Tensor> got;
+  std::unordered_map<int32_t, bool> want;
+
+  void begin(int r, const std::vector<int32_t>& taps) {
+    active = true;
+    reduce = r;
+    got.clear();
+    want.clear();
+    for (int32_t t : taps) {
+      want[t] = true;
+    }
+  }
+  void capture(int32_t tap, const at::Tensor& g) {
+    if (active && want.count(tap) != 0) {
+      got[tap] = reduceGrad(g, reduce);
+    }
+  }
+  at::Tensor take(int32_t tap) {
+    auto it = got.find(tap);
+    return it == got.end() ? at::Tensor() : it->second;
+  }
+  void end() {
+    active = false;
+    got.clear();
+  }
+};
 
 at::Tensor makeInput(gaia_module* m, const float* input, const int64_t* shape, bool needGrad) {
   checkShape(shape);
@@ -665,7 +812,8 @@ int gaia_module_describe(gaia_module* m, char** out, gaia_status* st) {
 
 int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, const int32_t* values,
                     int32_t n_values, const gaia_pass* passes, int32_t n_passes,
-                    const int32_t* tap_list, int32_t n_tap_list, gaia_result** out, gaia_status* st) {
+                    const int32_t* tap_list, int32_t n_tap_list, int32_t flags, gaia_result** out,
+                    gaia_status* st) {
   *out = nullptr;
   return guarded(st, [&] {
     c10::DeviceGuard deviceGuard(m->device);
@@ -687,19 +835,83 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
     for (int32_t i = 0; i < n_values; i++) {
       results.push_back(tapValue(f, values[i]));
     }
+    bool early = (flags & GAIA_RUN_REDUCE_AFTER) == 0;
+    // Hooks on the taps a pass reads after its earliest ones: each reduces its
+    // gradient as autograd produces it, so all the full gradients are never
+    // held at once. state->pass says which pass is running.
+    auto state = std::make_shared<HookState>();
+    if (early) {
+      std::vector<bool> hooked(f.taps.size(), false);
+      for (int32_t p = 0; p < n_passes; p++) {
+        const gaia_pass& ps = passes[p];
+        for (int32_t i = 0; i < ps.n_taps; i++) {
+          int32_t t = tap_list[ps.taps_offset + i];
+          if (t >= 0 && static_cast<size_t>(t) < f.taps.size() && !hooked[t]) {
+            hooked[t] = true;
+            f.taps[t].register_hook([state, t](const at::Tensor& g) { state->capture(t, g); });
+          }
+        }
+      }
+    }
     for (int32_t p = 0; p < n_passes; p++) {
       const gaia_pass& ps = passes[p];
-      std::vector<at::Tensor> inputs;
-      for (int32_t i = 0; i < ps.n_taps; i++) {
-        inputs.push_back(tapValue(f, tap_list[ps.taps_offset + i]));
+      std::vector<int32_t> taps(tap_list + ps.taps_offset, tap_list + ps.taps_offset + ps.n_taps);
+      for (int32_t t : taps) {
+        tapValue(f, t);  // range check
       }
+      std::vector<bool> root(taps.size(), true);
+      if (early) {
+        for (size_t i = 0; i < taps.size(); i++) {
+          for (size_t j = 0; j < taps.size() && root[i]; j++) {
+            if (i != j && taps[i] >= 0 && taps[j] >= 0 && taps[i] != taps[j] && m->upstream[taps[i]][taps[j]]) {
+              root[i] = false;
+            }
+          }
+        }
+      }
+      std::vector<at::Tensor> inputs;
+      std::vector<size_t> rootAt;
+      for (size_t i = 0; i < taps.size(); i++) {
+        if (root[i]) {
+          inputs.push_back(tapValue(f, taps[i]));
+          rootAt.push_back(i);
+        }
+      }
+      state->begin(ps.reduce, taps);
       at::Tensor loss = lossOf(f, ps);
-      bool retain = p + 1 < n_passes;
-      auto grads = torch::autograd::grad({loss}, inputs, /*grad_outputs=*/{}, retain,
+      // The graph is kept until the call ends (a tap whose hook did not fire
+      // is taken again below); it is freed with the forward.
+      auto grads = torch::autograd::grad({loss}, inputs, /*grad_outputs=*/{}, /*retain_graph=*/true,
                                          /*create_graph=*/false, /*allow_unused=*/true);
-      for (size_t i = 0; i < grads.size(); i++) {
-        at::Tensor g = grads[i].defined() ? grads[i] : at::zeros_like(inputs[i]);
-        results.push_back(reduceGrad(g, ps.reduce));
+      std::vector<at::Tensor> reduced(taps.size());
+      for (size_t k = 0; k < rootAt.size(); k++) {
+        size_t i = rootAt[k];
+        at::Tensor g = grads[k].defined() ? grads[k] : at::zeros_like(inputs[k]);
+        reduced[i] = reduceGrad(g, ps.reduce);
+      }
+      std::vector<int32_t> missing;
+      for (size_t i = 0; i < taps.size(); i++) {
+        if (!root[i]) {
+          reduced[i] = state->take(taps[i]);
+          if (!reduced[i].defined()) {
+            missing.push_back(static_cast<int32_t>(i));
+          }
+        }
+      }
+      state->end();
+      if (!missing.empty()) {
+        std::vector<at::Tensor> more;
+        for (int32_t i : missing) {
+          more.push_back(tapValue(f, taps[i]));
+        }
+        auto g2 = torch::autograd::grad({loss}, more, {}, true, false, true);
+        for (size_t k = 0; k < missing.size(); k++) {
+          at::Tensor g = g2[k].defined() ? g2[k] : at::zeros_like(more[k]);
+          reduced[missing[k]] = reduceGrad(g, ps.reduce);
+        }
+      }
+      for (auto& r : reduced) {
+        results.push_back(r);
       }
     }
     auto* r = static_cast<gaia_result*>(std::calloc(1, sizeof(gaia_result)));
@@ -746,3 +958,34 @@ int gaia_module_tap_shapes(gaia_module* m, const int64_t* shape, char** out, gai
 }
 
 }  // extern "C"
+
+extern "C" int gaia_cuda_memory(int32_t device, int32_t reset, int64_t* current, int64_t* peak) {
+#ifdef GAIA_WITH_CUDA
+  try {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *current = stats.allocated_bytes[agg].current;
+    *peak = stats.allocated_bytes[agg].peak;
+    if (reset != 0) {
+      c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+    }
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+#else
+  (void)device;
+  (void)reset;
+  *current = 0;
+  *peak = 0;
+  return -1;
+#endif
+}
+
+extern "C" int32_t gaia_cuda_kernels_built(void) {
+#ifdef GAIA_WITH_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}

@@ -56,6 +56,14 @@ enum {
   GAIA_REDUCE_L1 = 6,               // N: sum of |G| over all but the first axis
 };
 
+// Flags of gaia_module_run.
+enum {
+  // Take every tap gradient first and reduce them afterwards (holds all the
+  // full gradients at once), instead of reducing each in a hook as autograd
+  // produces it. For measuring what the hooks save.
+  GAIA_RUN_REDUCE_AFTER = 1,
+};
+
 // The tap index that names the input batch itself (for input gradients).
 #define GAIA_TAP_INPUT (-1)
 
@@ -126,8 +134,17 @@ int gaia_module_describe(gaia_module* m, char** out, gaia_status* st);
 int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape,
                     const int32_t* values, int32_t n_values,
                     const gaia_pass* passes, int32_t n_passes,
-                    const int32_t* tap_list, int32_t n_tap_list,
+                    const int32_t* tap_list, int32_t n_tap_list, int32_t flags,
                     gaia_result** out, gaia_status* st);
+
+// gaia_cuda_memory reports the CUDA caching allocator's current and peak
+// allocated bytes on a device since the last reset (reset != 0 resets the
+// peak after reading). Returns -1 without CUDA.
+int gaia_cuda_memory(int32_t device, int32_t reset, int64_t* current, int64_t* peak);
+
+// gaia_cuda_available_in_build reports whether the shim was built with the
+// fused CUDA kernels of cuda/ (GAIA_WITH_CUDA).
+int32_t gaia_cuda_kernels_built(void);
 
 // gaia_module_tap_shapes runs one forward without gradients on a batch of
 // zeros of the given shape and returns a malloc'd text, one line a tap:
