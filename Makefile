@@ -12,12 +12,13 @@
 SHELL := /bin/bash
 GO ?= go
 BUILD := build
-TESTDATA := $(BUILD)/testdata
 export LIBTORCH PYTHON
 
 # Detection is cached per choice of LIBTORCH and PYTHON; `make clean` forgets it.
 TORCH_KEY := $(shell echo '$(LIBTORCH)|$(PYTHON)' | md5sum | cut -c1-8)
 TORCH_MK := $(BUILD)/torch-$(TORCH_KEY).mk
+# Test models are written by the torch that is linked: one folder per choice.
+TESTDATA := $(BUILD)/testdata$(if $(LIBTORCH)$(PYTHON),-$(TORCH_KEY))
 
 ifeq ($(filter clean help,$(MAKECMDGOALS)),)
 -include $(TORCH_MK)
@@ -29,6 +30,8 @@ $(TORCH_MK): scripts/find-libtorch.sh scripts/deps.sh
 	@scripts/find-libtorch.sh > $@.tmp && mv $@.tmp $@
 	@sed -n 's/^TORCH_SOURCE=/LibTorch: /p' $@ >&2
 
+# Only -I, -L and -rpath go through CGO_* (they reach every cgo package,
+# runtime/cgo too); the libraries themselves are named by torch/module.go.
 ifeq ($(TORCH_INCLUDE),/usr/include)
 TORCH_CXXFLAGS := -I/usr/include/torch/csrc/api/include
 TORCH_LDFLAGS := -L$(TORCH_LIB)
@@ -36,39 +39,96 @@ else
 TORCH_CXXFLAGS := -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include
 TORCH_LDFLAGS := -L$(TORCH_LIB) -Wl,-rpath,$(TORCH_LIB)
 endif
-ifeq ($(TORCH_CUDA),1)
-TORCH_LDFLAGS += -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed
+GO_TAGS := $(if $(filter 1,$(TORCH_CUDA)),-tags=gaia_torch_cuda)
+
+# CUDA: with a CUDA LibTorch and an nvcc, the fused kernels of cuda/ are built
+# into build/cuda/libgaia_cuda.a and linked into the shim (build tag gaia_cuda).
+NVCC := $(shell TORCH_PYTHON=$(TORCH_PYTHON) scripts/find-nvcc.sh)
+CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_LIB_A := $(BUILD)/cuda/libgaia_cuda.a
+ifneq ($(NVCC),)
+CUDA_HOME := $(abspath $(dir $(NVCC))..)
+CUDART_SO := $(firstword $(wildcard $(CUDA_HOME)/lib64/libcudart.so.* $(CUDA_HOME)/lib/libcudart.so.*))
 endif
+ifeq ($(TORCH_CUDA)$(if $(NVCC),yes,no),1yes)
+WITH_CUDA := 1
+GO_TAGS := -tags=gaia_torch_cuda,gaia_cuda
+TORCH_CXXFLAGS += -I$(CURDIR)/cuda -I$(CUDA_HOME)/include -I$(CUDA_HOME)/include/cccl
+TORCH_LDFLAGS += -L$(abspath $(BUILD)/cuda) -L$(dir $(CUDART_SO)) -Wl,-rpath,$(dir $(CUDART_SO))
+# Go's build cache does not see the archive's content: its hash goes into the flags.
+TORCH_CXXFLAGS += -DGAIA_CUDA_SRC=$(shell cat cuda/*.cu cuda/*.h | md5sum | cut -c1-12)
+endif
+
 export CGO_ENABLED := 1
 export CGO_CXXFLAGS := $(TORCH_CXXFLAGS)
 export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
+export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle
 
 all: build
 
 deps: $(TORCH_MK)
 
-build: $(TORCH_MK)
+build: $(TORCH_MK) $(if $(WITH_CUDA),$(CUDA_LIB_A) $(BUILD)/cuda/libcudart.so)
 	$(GO) build -o bin/gaia ./cmd/gaia
+
+$(CUDA_LIB_A): cuda/reduce.cu cuda/gaia_cuda.h
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Xcompiler -fPIC -Icuda -c cuda/reduce.cu -o $(BUILD)/cuda/reduce.o
+	ar rcs $@ $(BUILD)/cuda/reduce.o
+
+# PyPI's CUDA runtime has only libcudart.so.NN: a link for -lcudart.
+$(BUILD)/cuda/libcudart.so:
+	@mkdir -p $(dir $@)
+	ln -sf $(CUDART_SO) $@
+
+# cuda-kernels compiles cuda/ whatever the LibTorch, so that the kernels cannot
+# rot unseen on machines without a GPU: with the nvcc found, else one installed
+# from PyPI (nvidia-cuda-nvcc 13.0) into build/nvcc-venv.
+NVCC_PYPI := nvidia-cuda-nvcc==13.0.* nvidia-cuda-crt==13.0.* nvidia-nvvm==13.0.* nvidia-cuda-runtime==13.0.* nvidia-cuda-cccl==13.0.*
+cuda-kernels:
+	@nvcc="$(NVCC)"; \
+	if [ -z "$$nvcc" ]; then \
+	  echo "cuda-kernels: no nvcc found; installing PyPI's into $(BUILD)/nvcc-venv" >&2; \
+	  python3 -m venv $(BUILD)/nvcc-venv && $(BUILD)/nvcc-venv/bin/pip install -q $(NVCC_PYPI) || exit 1; \
+	  nvcc=$$(TORCH_PYTHON= scripts/find-nvcc.sh); \
+	fi; \
+	mkdir -p $(BUILD)/cuda-check; \
+	echo "$$nvcc $(CUDA_ARCHS) -c cuda/reduce.cu"; \
+	"$$nvcc" -O3 -std=c++17 $(CUDA_ARCHS) -Xcompiler -fPIC -Icuda -c cuda/reduce.cu -o $(BUILD)/cuda-check/reduce.o && \
+	echo "cuda-kernels: cuda/reduce.cu compiles ($$("$$nvcc" --version | tail -n 2 | head -n 1))"
 
 testdata: $(TORCH_MK)
 	$(TORCH_PYTHON) scripts/make_testdata.py --out $(TESTDATA)
 	$(TORCH_PYTHON) scripts/metrics_reference.py --out $(TESTDATA)/metrics_cases.json
 
-test: build testdata
+test: build testdata cuda-kernels
 	$(GO) vet ./...
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 
 demo: build
 	@GO=$(GO) scripts/demo.sh
 
+# gpu-bundle: what scripts/gpu-check.sh runs on a GPU machine without Go:
+# bin/gaia and the test binaries, linked against a CUDA LibTorch with the
+# fused kernels (make gpu-bundle PYTHON=/path/to/venv-with-torch-2.11/bin/python).
+gpu-bundle: build
+	@if [ -z "$(WITH_CUDA)" ]; then echo "gpu-bundle: needs a CUDA LibTorch (PYTHON= a Python with PyPI's torch) and nvcc; have $(TORCH_SOURCE), nvcc '$(NVCC)'" >&2; exit 1; fi
+	@mkdir -p $(BUILD)/gpu
+	cp bin/gaia $(BUILD)/gpu/gaia
+	$(GO) test -c -o $(BUILD)/gpu/torch.test ./torch
+	$(GO) test -c -o $(BUILD)/gpu/gaia.test ./gaia
+	@du -sh $(BUILD)/gpu
+
 env: $(TORCH_MK)
 	@echo 'export CGO_ENABLED=1'
 	@echo "export CGO_CXXFLAGS='$(CGO_CXXFLAGS)'"
 	@echo "export CGO_LDFLAGS='$(CGO_LDFLAGS)'"
 	@echo "export GAIA_PYTHON='$(TORCH_PYTHON)'"
+	@echo "export GOFLAGS='$(GO_TAGS)'"
+	@echo "# CUDA kernels: $(if $(WITH_CUDA),built with $(NVCC),not built (needs a CUDA LibTorch and nvcc))"
 
 clean:
 	rm -rf $(BUILD) bin

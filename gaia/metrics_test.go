@@ -15,7 +15,9 @@ import (
 // TestMetricsAgainstSklearn compares every metric with scikit-learn on random
 // scores, heavy ties and degenerate cases (scripts/metrics_reference.py).
 func TestMetricsAgainstSklearn(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(testenv.Testdata(t), "metrics_cases.json"))
+	path := filepath.Join(testenv.Testdata(t), "metrics_cases.json")
+	testenv.Need(t, path)
+	raw, err := os.ReadFile(path)
 	require.NoError(t, err, "run `make testdata`")
 	var cases []struct {
 		Name string    `json:"name"`

@@ -25,7 +25,7 @@ eval "$(scripts/find-libtorch.sh)"
 # matches the LibTorch linked.
 need_py=()
 for mod in numpy torchvision sklearn; do
-  "$TORCH_PYTHON" -c "import $mod" 2>/dev/null || need_py+=("$mod")
+  "$TORCH_PYTHON" -c "import $mod" >/dev/null 2>&1 || need_py+=("$mod")
 done
 if [ ${#need_py[@]} -gt 0 ]; then
   if [ "$TORCH_PYTHON" = /usr/bin/python3 ]; then
@@ -36,7 +36,8 @@ if [ ${#need_py[@]} -gt 0 ]; then
         torchvision)
           # torchvision 0.(minor+15) goes with torch 2.minor; --no-deps keeps torch as it is.
           tv=$("$TORCH_PYTHON" -c 'import torch; a,b=torch.__version__.split("+")[0].split(".")[:2]; print(f"0.{int(b)+15}" if a=="2" else "")')
-          "$TORCH_PYTHON" -m pip install -q --no-deps "torchvision==${tv}.*" ;;
+          "$TORCH_PYTHON" -m pip install -q --no-deps "torchvision==${tv}.*"
+          "$TORCH_PYTHON" -m pip install -q pillow ;;
         sklearn) "$TORCH_PYTHON" -m pip install -q scikit-learn ;;
         *) "$TORCH_PYTHON" -m pip install -q "$p" ;;
       esac

@@ -3,11 +3,16 @@
 package torch
 
 // LibTorch's include and library paths come from CGO_CXXFLAGS and CGO_LDFLAGS,
-// which the Makefile sets for the LibTorch it found.
+// which the Makefile sets for the LibTorch it found. Build tags: gaia_torch_cuda
+// links LibTorch's CUDA backend (a CUDA LibTorch); gaia_cuda also links the
+// fused kernels of cuda/ (build/cuda/libgaia_cuda.a, made with nvcc).
 
 /*
 #cgo CXXFLAGS: -std=c++17 -O2 -Wno-deprecated-declarations -Wno-unused-parameter
 #cgo LDFLAGS: -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed -lstdc++
+#cgo gaia_torch_cuda LDFLAGS: -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed
+#cgo gaia_cuda CXXFLAGS: -DGAIA_WITH_CUDA
+#cgo gaia_cuda LDFLAGS: -lgaia_cuda -lcudart
 #include <stdlib.h>
 #include "shim.h"
 */
@@ -51,6 +56,10 @@ const (
 
 // InputTap is the tap index that names the input batch itself.
 const InputTap = C.GAIA_TAP_INPUT
+
+// ParamsTap, alone in a pass, takes the gradient of every parameter (a full
+// backward, as training does); the result is each parameter's gradient L1 norm.
+const ParamsTap = C.GAIA_TAP_PARAMS
 
 // Pass is one backward pass: the gradient of Loss with respect to each of
 // Taps, each reduced by Reduce.
@@ -139,6 +148,18 @@ func SetNumThreads(n int) {
 func NumThreads() int {
 	defaultThreads()
 	return int(C.gaia_get_num_threads())
+}
+
+// SetAllowTF32 says whether CUDA convolutions and matmuls may use TF32
+// (LibTorch's default for convolutions: allowed). TF32 is faster on Ampere
+// and later GPUs at about 1e-3 relative error; checks against float32
+// references turn it off.
+func SetAllowTF32(allow bool) {
+	a := C.int32_t(0)
+	if allow {
+		a = 1
+	}
+	C.gaia_set_allow_tf32(a)
 }
 
 // ManualSeed seeds LibTorch's generators (CPU and CUDA).
@@ -369,7 +390,7 @@ func (m *Module) Run(x *Tensor, values []int, passes []Pass) (*Result, error) {
 }
 
 func (m *Module) checkTap(i int) error {
-	if i == InputTap || (i >= 0 && i < len(m.taps)) {
+	if i == InputTap || i == ParamsTap || (i >= 0 && i < len(m.taps)) {
 		return nil
 	}
 	return &Error{Op: "run", Code: CodeInvalid, Msg: fmt.Sprintf("tap index %d out of range (the module has %d taps)", i, len(m.taps))}

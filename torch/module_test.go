@@ -29,8 +29,16 @@ type reference struct {
 	arrays map[string]*npy.Array
 }
 
+func TestMain(m *testing.M) {
+	SetAllowTF32(false) // references are float32
+	os.Exit(m.Run())
+}
+
+var device = testenv.Device()
+
 func loadReference(t testing.TB, dir, arch string) *reference {
 	t.Helper()
+	testenv.Need(t, filepath.Join(dir, arch+".ref.json"))
 	raw, err := os.ReadFile(filepath.Join(dir, arch+".ref.json"))
 	require.NoError(t, err, "GAIA_TESTDATA is set but %s is missing: run `make testdata`", arch)
 	ref := &reference{}
@@ -91,10 +99,10 @@ var archs = []string{"cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifa
 func TestTapsMatchEagerHooks(t *testing.T) {
 	dir := testdata(t)
 	for _, arch := range archs {
-		ref := loadReference(t, dir, arch)
 		for _, kind := range []string{"script", "trace"} {
 			t.Run(arch+"/"+kind, func(t *testing.T) {
-				m, err := Load(filepath.Join(dir, arch+"."+kind+".pt"), "cpu")
+				ref := loadReference(t, dir, arch)
+				m, err := Load(filepath.Join(dir, arch+"."+kind+".pt"), device)
 				require.NoError(t, err)
 				defer m.Close()
 				assert.Empty(t, m.Warnings())
@@ -140,7 +148,7 @@ func TestTapsMatchEagerHooks(t *testing.T) {
 func TestReductionsMatchFullGradient(t *testing.T) {
 	dir := testdata(t)
 	ref := loadReference(t, dir, "resnet18")
-	m, err := Load(filepath.Join(dir, "resnet18.script.pt"), "cpu")
+	m, err := Load(filepath.Join(dir, "resnet18.script.pt"), device)
 	require.NoError(t, err)
 	defer m.Close()
 	norm := tapsOfKind(m, true, "")
@@ -186,7 +194,7 @@ func TestReLUFallbackWithoutNorm(t *testing.T) {
 	ref := loadReference(t, dir, "plain_cnn")
 	for _, kind := range []string{"script", "trace"} {
 		t.Run(kind, func(t *testing.T) {
-			m, err := Load(filepath.Join(dir, "plain_cnn."+kind+".pt"), "cpu")
+			m, err := Load(filepath.Join(dir, "plain_cnn."+kind+".pt"), device)
 			require.NoError(t, err)
 			defer m.Close()
 			norm := tapsOfKind(m, true, "")
@@ -307,7 +315,7 @@ func TestBadInput(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	dir := testdata(t)
 	ref := loadReference(t, dir, "cifar_resnet20")
-	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), "cpu")
+	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), device)
 	require.NoError(t, err)
 	norm := tapsOfKind(m, true, "")
 	pass := []Pass{{Loss: LossMaxLogit, Taps: norm, Reduce: ReduceSumSqNonzero}}
@@ -374,7 +382,7 @@ func TestNoLeak(t *testing.T) {
 	}
 	dir := testdata(t)
 	ref := loadReference(t, dir, "cifar_resnet20")
-	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), "cpu")
+	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), device)
 	require.NoError(t, err)
 	defer m.Close()
 	norm := tapsOfKind(m, true, "")
@@ -416,7 +424,11 @@ func TestNoCgoBuildFailsClearly(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command on PATH")
 	}
-	cmd := exec.Command(goBin, "build", "-o", os.DevNull, ".")
+	cmd := exec.Command(goBin, "build", "-o", os.DevNull, "./torch")
+	cmd.Dir = testenv.Root()
+	if _, err := os.Stat(filepath.Join(cmd.Dir, "go.mod")); err != nil {
+		t.Skip("the sources are not beside this test binary")
+	}
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err)
@@ -427,9 +439,15 @@ func TestNoCgoBuildFailsClearly(t *testing.T) {
 // autograd produces it gives the numbers of taking all gradients first.
 func TestReduceInHooksSameAsAfter(t *testing.T) {
 	dir := testdata(t)
-	for _, arch := range []string{"resnet50", "densenet121"} {
+	for _, arch := range []string{"resnet50", "resnet18", "densenet121"} {
+		t.Run(arch, func(t *testing.T) { checkHooksSameAsAfter(t, dir, arch) })
+	}
+}
+
+func checkHooksSameAsAfter(t *testing.T, dir, arch string) {
+	{
 		ref := loadReference(t, dir, arch)
-		m, err := Load(filepath.Join(dir, arch+".trace.pt"), "cpu")
+		m, err := Load(filepath.Join(dir, arch+".trace.pt"), device)
 		require.NoError(t, err)
 		norm := tapsOfKind(m, true, "")
 		fmap := tapsOfKind(m, false, KindFeatureMap)

@@ -22,11 +22,12 @@
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
 #ifdef GAIA_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 
 #include "gaia_cuda.h"
@@ -571,7 +572,7 @@ at::Tensor reduceGradCUDA(const at::Tensor& g0, int reduce) {
   at::Tensor g = as4d(g0);
   int64_t n = g.size(0), c = g.size(1), h = g.size(2), w = g.size(3);
   int64_t strides[4] = {g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream(g.device().index()).stream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(g.device().index()).stream();
   char err[256] = {0};
   at::Tensor mean = at::empty({n, c}, g.options());
   at::Tensor nonzero = at::empty({n, c}, g.options());
@@ -760,6 +761,14 @@ int32_t gaia_get_num_threads(void) {
   }
 }
 
+void gaia_set_allow_tf32(int32_t allow) {
+  try {
+    at::globalContext().setAllowTF32CuDNN(allow != 0);
+    at::globalContext().setAllowTF32CuBLAS(allow != 0);
+  } catch (...) {
+  }
+}
+
 void gaia_manual_seed(uint64_t seed) {
   try {
     torch::manual_seed(seed);
@@ -856,6 +865,26 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
     for (int32_t p = 0; p < n_passes; p++) {
       const gaia_pass& ps = passes[p];
       std::vector<int32_t> taps(tap_list + ps.taps_offset, tap_list + ps.taps_offset + ps.n_taps);
+      if (taps.size() == 1 && taps[0] == GAIA_TAP_PARAMS) {
+        std::vector<at::Tensor> params;
+        for (const at::Tensor& p : m->module.parameters()) {
+          if (p.requires_grad()) {
+            params.push_back(p);
+          }
+        }
+        if (params.empty()) {
+          throw ShimError(GAIA_ERR_INVALID, "the module has no parameter that requires a gradient");
+        }
+        auto grads = torch::autograd::grad({lossOf(f, ps)}, params, {}, true, false, true);
+        at::Tensor norms = at::zeros({static_cast<int64_t>(grads.size())}, at::kFloat);
+        for (size_t i = 0; i < grads.size(); i++) {
+          if (grads[i].defined()) {
+            norms[static_cast<int64_t>(i)] = grads[i].abs().sum().item<float>();
+          }
+        }
+        results.push_back(norms);
+        continue;
+      }
       for (int32_t t : taps) {
         tapValue(f, t);  // range check
       }

@@ -66,6 +66,10 @@ enum {
 
 // The tap index that names the input batch itself (for input gradients).
 #define GAIA_TAP_INPUT (-1)
+// The tap index that names every parameter of the module: the pass's result
+// is one vector, the L1 norm of each parameter's gradient (for measuring a
+// full backward, as training does it).
+#define GAIA_TAP_PARAMS (-2)
 
 // One backward pass: the gradient of one loss with respect to n_taps taps,
 // whose indices are tap_list[taps_offset : taps_offset + n_taps].
@@ -106,6 +110,11 @@ void gaia_set_num_threads(int32_t n);
 
 // gaia_get_num_threads wraps at::get_num_threads.
 int32_t gaia_get_num_threads(void);
+
+// gaia_set_allow_tf32 wraps at::globalContext().setAllowTF32CuDNN and
+// setAllowTF32CuBLAS: whether CUDA convolutions and matmuls may use TF32
+// (faster on Ampere and later, about 1e-3 relative error).
+void gaia_set_allow_tf32(int32_t allow);
 
 // gaia_manual_seed wraps torch::manual_seed (CPU and every CUDA device).
 void gaia_manual_seed(uint64_t seed);

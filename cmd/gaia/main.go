@@ -36,6 +36,8 @@ Usage:
         the threshold that accepts that fraction of in-distribution samples, as a gate file
   gaia bench CONFIG [--quiet]
         a whole benchmark from a YAML or JSON config: scores, metrics, plots and report.md
+  gaia speed --model MODEL.pt [--device auto] [--batch 128]
+        images/s and peak memory of each detector and of the bare forward and backward
   gaia version
         the versions of gaia and LibTorch
 
@@ -74,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runCalibrate(args[1:], stdout, stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
+	case "speed":
+		return runSpeed(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":

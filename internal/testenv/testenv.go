@@ -40,3 +40,25 @@ func SharedData(t testing.TB) string {
 	}
 	return dir
 }
+
+// Device is the device tests run models on: GAIA_TEST_DEVICE, default cpu
+// (scripts/gpu-check.sh sets cuda).
+func Device() string {
+	if d := os.Getenv("GAIA_TEST_DEVICE"); d != "" {
+		return d
+	}
+	return "cpu"
+}
+
+// OnCUDA reports whether tests run on a CUDA device.
+func OnCUDA() bool { return len(Device()) >= 4 && Device()[:4] == "cuda" }
+
+// Need skips the test when a test file is missing and GAIA_TESTDATA_PARTIAL
+// is set (a machine that could make only part of the test models, such as
+// one without torchvision); otherwise a missing file is the test's failure.
+func Need(t testing.TB, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil && os.Getenv("GAIA_TESTDATA_PARTIAL") != "" {
+		t.Skipf("%s is missing (GAIA_TESTDATA_PARTIAL)", filepath.Base(path))
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+var defaultWorkloads = []string{gaia.RefForward, gaia.RefBackwardInput, gaia.RefBackwardParams,
+	gaia.GAIAZ, gaia.GAIAA, gaia.MSP, gaia.MaxLogit, gaia.Energy, gaia.ODIN, gaia.GradNorm, "all"}
+
+func runSpeed(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("speed", stderr)
+	model := fs.String("model", "", "the TorchScript `file`")
+	device := fs.String("device", "auto", "`device`: auto, cpu, cuda or cuda:N")
+	batch := fs.Int("batch", 128, "batch `size`")
+	input := fs.String("input", "", "input size `CxHxW` (default: from MODEL.json)")
+	list := fs.String("workloads", strings.Join(defaultWorkloads, ","), "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params)")
+	seconds := fs.Float64("seconds", 3, "minimum timed `seconds` per workload")
+	format := fs.String("format", "table", "table or markdown")
+	after := fs.Bool("reduce-after", false, "reduce tap gradients after the backward instead of in hooks (to measure what the hooks save)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return usagef("speed: -model is required")
+	}
+	if *batch <= 0 || *seconds <= 0 {
+		return usagef("speed: -batch and -seconds must be positive")
+	}
+	if *format != "table" && *format != "markdown" {
+		return usagef("speed: -format %q: want table or markdown", *format)
+	}
+	if err := torch.CheckDevice(*device); err != nil {
+		return usageError{err.Error()}
+	}
+	c, h, w, _, std, err := modelInput(*model, *input, "", "")
+	if err != nil {
+		return err
+	}
+	m, err := torch.Load(*model, *device)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	m.SetReduceInHooks(!*after)
+	x := &torch.Tensor{Shape: []int{*batch, c, h, w}, Data: make([]float32, *batch*c*h*w)}
+	rng := rand.New(rand.NewSource(1))
+	for i := range x.Data {
+		x.Data[i] = float32(rng.NormFloat64())
+	}
+	var rows []gaia.Speed
+	floor := 0.0
+	for _, name := range strings.Split(*list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "all" {
+			name = gaia.AllDetectorsTogether
+		}
+		sp, err := gaia.MeasureSpeed(m, name, x, gaia.Options{Std: std}, time.Duration(*seconds*float64(time.Second)))
+		if err != nil {
+			return err
+		}
+		if name == gaia.RefBackwardInput {
+			floor = sp.Seconds / float64(sp.Iters)
+		}
+		rows = append(rows, sp)
+		fmt.Fprintf(stderr, "%s: %.1f images/s\n", name, sp.ImagesPerSec)
+	}
+	mode := "in hooks"
+	if *after {
+		mode = "after the backward"
+	}
+	fmt.Fprintf(stdout, "model %s, input %dx%dx%d, batch %d, %s, LibTorch %s, %d intra-op threads, gradients reduced %s\n\n",
+		*model, c, h, w, *batch, m.Device(), torch.Version(), torch.NumThreads(), mode)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	sep := "\t"
+	if *format == "markdown" {
+		fmt.Fprintln(stdout, "| workload | images/s | ms/batch | time / fwd+bwd(input) | peak memory MiB |")
+		fmt.Fprintln(stdout, "| --- | ---: | ---: | ---: | ---: |")
+	} else {
+		fmt.Fprintln(tw, "workload\timages/s\tms/batch\ttime / fwd+bwd(input)\tpeak MiB\t")
+	}
+	for _, r := range rows {
+		per := r.Seconds / float64(r.Iters)
+		ratio := "-"
+		if floor > 0 {
+			ratio = fmt.Sprintf("%.2f", per/floor)
+		}
+		cells := []string{r.Name, fmt.Sprintf("%.1f", r.ImagesPerSec), fmt.Sprintf("%.1f", 1000*per), ratio, fmt.Sprintf("%.1f", float64(r.PeakBytes)/(1<<20))}
+		if *format == "markdown" {
+			fmt.Fprintf(stdout, "| %s |\n", strings.Join(cells, " | "))
+		} else {
+			fmt.Fprintln(tw, strings.Join(cells, sep)+sep)
+		}
+	}
+	if *format == "table" {
+		return tw.Flush()
+	}
+	return nil
+}

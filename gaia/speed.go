@@ -1,0 +1,123 @@
+//go:build cgo
+
+package gaia
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// Reference workloads measured beside the detectors: what no gradient
+// detector can be cheaper than.
+const (
+	RefForward           = "forward"
+	RefBackwardInput     = "forward+backward(input)"
+	RefBackwardParams    = "forward+backward(params)"
+	AllDetectorsTogether = "all detectors"
+)
+
+// Speed is one measured workload.
+type Speed struct {
+	Name         string
+	Batch        int
+	Iters        int
+	Seconds      float64 // wall time of the timed iterations
+	ImagesPerSec float64
+	PeakBytes    int64 // CUDA: the caching allocator's peak; CPU: peak resident set growth (approximate)
+}
+
+// workload returns a function that runs one batch of the named workload.
+func workload(m *torch.Module, name string, x *torch.Tensor, opt Options) (func() error, error) {
+	switch name {
+	case RefForward:
+		return func() error { _, err := m.Forward(x); return err }, nil
+	case RefBackwardInput:
+		p := []torch.Pass{{Loss: torch.LossMaxLogit, Taps: []int{torch.InputTap}, Reduce: torch.ReduceL1}}
+		return func() error { _, err := m.Run(x, nil, p); return err }, nil
+	case RefBackwardParams:
+		p := []torch.Pass{{Loss: torch.LossMaxLogit, Taps: []int{torch.ParamsTap}}}
+		return func() error { _, err := m.Run(x, nil, p); return err }, nil
+	}
+	dets := []string{name}
+	if name == AllDetectorsTogether {
+		dets = AllDetectors
+	}
+	opt.Detectors = dets
+	s, err := NewScorer(m, opt)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { _, err := s.Score(x); return err }, nil
+}
+
+// MeasureSpeed runs a workload (a detector name, AllDetectorsTogether or a
+// Ref* name) on batch x, once to warm up, then for at least minTime, and
+// reports images per second and peak memory.
+func MeasureSpeed(m *torch.Module, name string, x *torch.Tensor, opt Options, minTime time.Duration) (Speed, error) {
+	run, err := workload(m, name, x, opt)
+	if err != nil {
+		return Speed{}, err
+	}
+	cuda := strings.HasPrefix(m.Device(), "cuda")
+	dev := 0
+	if cuda {
+		if i := strings.IndexByte(m.Device(), ':'); i >= 0 {
+			dev, _ = strconv.Atoi(m.Device()[i+1:])
+		}
+	}
+	if err := run(); err != nil { // warm-up (allocator, kernels, executor)
+		return Speed{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if cuda {
+		torch.CUDAMemory(dev, true)
+	}
+	rss0 := resetPeakRSS()
+	sp := Speed{Name: name, Batch: x.Shape[0]}
+	start := time.Now()
+	for time.Since(start) < minTime || sp.Iters < 3 {
+		if err := run(); err != nil {
+			return Speed{}, fmt.Errorf("%s: %w", name, err)
+		}
+		sp.Iters++
+	}
+	sp.Seconds = time.Since(start).Seconds()
+	sp.ImagesPerSec = float64(sp.Iters*sp.Batch) / sp.Seconds
+	if cuda {
+		_, peak, _ := torch.CUDAMemory(dev, false)
+		sp.PeakBytes = peak
+	} else if hwm := peakRSS(); hwm > 0 && rss0 > 0 {
+		sp.PeakBytes = hwm - rss0
+	}
+	return sp, nil
+}
+
+// resetPeakRSS resets the kernel's resident-set high-water mark of this
+// process (Linux: /proc/self/clear_refs) and returns the current RSS.
+func resetPeakRSS() int64 {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	return procStatus("VmRSS:")
+}
+
+func peakRSS() int64 { return procStatus("VmHWM:") }
+
+func procStatus(key string) int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, key) {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
