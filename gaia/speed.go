@@ -70,8 +70,12 @@ func MeasureSpeed(m *torch.Module, name string, x *torch.Tensor, opt Options, mi
 			dev, _ = strconv.Atoi(m.Device()[i+1:])
 		}
 	}
-	if err := run(); err != nil { // warm-up (allocator, kernels, executor)
-		return Speed{}, fmt.Errorf("%s: %w", name, err)
+	// Warm-up: allocator, kernel selection, executor; at least 3 batches or a
+	// fifth of the timed span.
+	for i, t := 0, time.Now(); i < 3 || time.Since(t) < minTime/5; i++ {
+		if err := run(); err != nil {
+			return Speed{}, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if cuda {
 		torch.CUDAMemory(dev, true)
