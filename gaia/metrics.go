@@ -150,3 +150,13 @@ func Compute(id, ood []float64) (Metrics, error) {
 	}
 	return m, nil
 }
+
+// ROCCurve returns the ROC curve of OOD scores with OOD as the positive
+// class: (FPR, TPR) at every distinct threshold, from (0, 0) to (1, 1).
+func ROCCurve(id, ood []float64) (fpr, tpr []float64) {
+	for _, p := range roc(ood, id) {
+		fpr = append(fpr, float64(p.fp)/float64(len(id)))
+		tpr = append(tpr, float64(p.tp)/float64(len(ood)))
+	}
+	return fpr, tpr
+}

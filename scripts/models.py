@@ -50,25 +50,24 @@ class CifarBasicBlock(nn.Module):
         return out
 
 
+def _cifar_stage(in_planes, planes, n, stride):
+    """n basic blocks, the first with the given stride."""
+    layers = [CifarBasicBlock(in_planes, planes, stride)]
+    layers += [CifarBasicBlock(planes, planes, 1) for _ in range(n - 1)]
+    return nn.Sequential(*layers)
+
+
 class CifarResNet(nn.Module):
     """ResNet-6n+2 for 32 x 32 inputs: widths 16, 32, 64, global pooling, linear."""
 
     def __init__(self, num_blocks, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        self.in_planes = 16
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = self._make_layer(16, num_blocks[0], 1)
-        self.layer2 = self._make_layer(32, num_blocks[1], 2)
-        self.layer3 = self._make_layer(64, num_blocks[2], 2)
+        self.layer1 = _cifar_stage(16, 16, num_blocks[0], 1)
+        self.layer2 = _cifar_stage(16, 32, num_blocks[1], 2)
+        self.layer3 = _cifar_stage(32, 64, num_blocks[2], 2)
         self.linear = nn.Linear(64, num_classes)
-
-    def _make_layer(self, planes, n, stride):
-        layers = []
-        for s in [stride] + [1] * (n - 1):
-            layers.append(CifarBasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -88,18 +87,10 @@ class MnistResNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.in_planes = 16
-        self.layer1 = self._make_layer(16, 2, 1)
-        self.layer2 = self._make_layer(32, 2, 2)
-        self.layer3 = self._make_layer(64, 2, 2)
+        self.layer1 = _cifar_stage(16, 16, 2, 1)
+        self.layer2 = _cifar_stage(16, 32, 2, 2)
+        self.layer3 = _cifar_stage(32, 64, 2, 2)
         self.linear = nn.Linear(64, num_classes)
-
-    def _make_layer(self, planes, n, stride):
-        layers = []
-        for s in [stride] + [1] * (n - 1):
-            layers.append(CifarBasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))

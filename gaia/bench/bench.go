@@ -141,7 +141,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		if err := sw.Commit(); err != nil {
 			return nil, err
 		}
-		if err := writeAtomic(keyFile, []byte(key)); err != nil {
+		if err := gaia.WriteFileAtomic(keyFile, []byte(key)); err != nil {
 			return nil, err
 		}
 		if len(sum.Skipped) > 0 {
@@ -169,14 +169,14 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	if err := table.Write(&buf, "csv", false); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(c.Out, "metrics.csv"), buf.Bytes()); err != nil {
+	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "metrics.csv"), buf.Bytes()); err != nil {
 		return nil, err
 	}
 	buf.Reset()
 	if err := table.Write(&buf, "json", false); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(c.Out, "metrics.json"), buf.Bytes()); err != nil {
+	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "metrics.json"), buf.Bytes()); err != nil {
 		return nil, err
 	}
 	if err := plots(c, files); err != nil {
@@ -184,7 +184,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	}
 	res.Phases = append(res.Phases, Phase{Name: "metrics and plots", Seconds: time.Since(start).Seconds()})
 	md := markdown(c, meta, m, scorer, table, res.Phases, sets)
-	if err := writeAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
+	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -200,7 +200,7 @@ func plots(c *Config, files map[string]*gaia.ScoreFile) error {
 			if err != nil {
 				return err
 			}
-			curves = append(curves, report.Curve{Name: det, Points: report.ROCPoints(a, b)})
+			curves = append(curves, report.Curve{Name: det, Points: report.ROCPoints(gaia.ROCCurve(a, b))})
 		}
 		title := fmt.Sprintf("ROC: %s (ID) vs %s (OOD)", c.ID.Name, o.Name)
 		if err := report.SaveROC(filepath.Join(c.Out, "roc-"+fileName(o.Name)+".png"), title, curves); err != nil {
@@ -294,26 +294,4 @@ func scoreKey(modelHash string, p *prepared, c *Config) string {
 	}
 	raw, _ := json.Marshal(k)
 	return string(raw) + "\n"
-}
-
-// writeAtomic writes a file through a temporary file and a rename.
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
 }

@@ -15,32 +15,12 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// ROCPoints returns the ROC curve (FPR, TPR) with OOD as the positive class,
-// over every distinct threshold of OOD scores id and ood.
-func ROCPoints(id, ood []float64) plotter.XYs {
-	type sv struct {
-		s   float64
-		pos bool
-	}
-	all := make([]sv, 0, len(id)+len(ood))
-	for _, v := range ood {
-		all = append(all, sv{v, true})
-	}
-	for _, v := range id {
-		all = append(all, sv{v, false})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].s > all[j].s })
-	pts := plotter.XYs{{X: 0, Y: 0}}
-	tp, fp := 0, 0
-	for i, v := range all {
-		if v.pos {
-			tp++
-		} else {
-			fp++
-		}
-		if i+1 == len(all) || all[i+1].s != v.s {
-			pts = append(pts, plotter.XY{X: float64(fp) / float64(len(id)), Y: float64(tp) / float64(len(ood))})
-		}
+// ROCPoints turns an ROC curve (as gaia.ROCCurve gives it) into at most
+// 2,000 plot points.
+func ROCPoints(fpr, tpr []float64) plotter.XYs {
+	pts := make(plotter.XYs, len(fpr))
+	for i := range fpr {
+		pts[i] = plotter.XY{X: fpr[i], Y: tpr[i]}
 	}
 	return thin(pts, 2000)
 }
