@@ -81,6 +81,23 @@ func TestCIFARBinary(t *testing.T) {
 	assert.ErrorContains(t, err, "none.bin")
 }
 
+func TestCIFAR100Binary(t *testing.T) {
+	// Two records: coarse label, fine label, pixels.
+	raw := append([]byte{4, 77}, make([]byte, 3072)...)
+	raw = append(raw, append([]byte{9, 12}, bytes.Repeat([]byte{255}, 3072)...)...)
+	p := filepath.Join(t.TempDir(), "test.bin")
+	require.NoError(t, os.WriteFile(p, raw, 0o644))
+	src, err := Open(&Spec{Kind: "cifar100-bin", Arg: p, Options: map[string]string{}})
+	require.NoError(t, err)
+	require.Equal(t, 2, src.Len())
+	img, _, label, err := src.Load(1)
+	require.NoError(t, err)
+	assert.Equal(t, 12, label, "the fine label")
+	assert.Equal(t, float32(1), img.Pix[3071])
+	_, err = Open(&Spec{Kind: "cifar-bin", Arg: p, Options: map[string]string{}})
+	assert.ErrorContains(t, err, "3073-byte records", "CIFAR-10 layout refuses a CIFAR-100 file")
+}
+
 func TestCIFARShared(t *testing.T) {
 	dir := testenv.SharedData(t)
 	sp, _ := ParseSpec("cifar-bin:" + filepath.Join(dir, "cifar10", "test_batch_first1000.bin"))
