@@ -23,12 +23,12 @@ const (
 
 // Speed is one measured workload.
 type Speed struct {
-	Name         string
-	Batch        int
-	Iters        int
-	Seconds      float64 // wall time of the timed iterations
-	ImagesPerSec float64
-	PeakBytes    int64 // CUDA: the caching allocator's peak; CPU: peak resident set growth (approximate)
+	Name         string  `json:"name"`
+	Batch        int     `json:"batch"`
+	Iters        int     `json:"iters"`
+	Seconds      float64 `json:"seconds"` // wall time of the timed iterations
+	ImagesPerSec float64 `json:"images_per_sec"`
+	PeakBytes    int64   `json:"peak_bytes"` // CUDA: the caching allocator's peak; CPU: peak resident set growth (approximate)
 }
 
 // workload returns a function that runs one batch of the named workload.

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -81,6 +82,7 @@ type Result struct {
 // Module is a TorchScript module loaded onto a device, with its taps.
 type Module struct {
 	mu       sync.Mutex
+	w        *worker
 	h        *C.gaia_module
 	device   string
 	inputC   int
@@ -123,31 +125,76 @@ func CUDAMemory(device int, reset bool) (current, peak int64, ok bool) {
 	return int64(cur), int64(pk), true
 }
 
-var threadsOnce sync.Once
+// LibTorch's OpenMP thread pools and thread counts belong to the OS thread
+// that runs a parallel region. Goroutines move between OS threads, and each
+// OS thread that ran LibTorch would get a pool of its own, spinning against
+// the others (measured: a third of the throughput on 2 cores). So every call
+// of a Module runs on one OS thread of its own, a worker goroutine locked to
+// it, which also applies the thread count.
 
-// defaultThreads gives LibTorch every core the process may use, unless the
-// caller chose already (LibTorch's own default can be 1).
-func defaultThreads() {
-	threadsOnce.Do(func() {
-		if os.Getenv("OMP_NUM_THREADS") == "" {
-			C.gaia_set_num_threads(C.int32_t(runtime.NumCPU()))
-		}
-	})
-}
+var threadCount atomic.Int32 // 0: not chosen
 
-// SetNumThreads sets LibTorch's intra-op threads for the whole process.
-func SetNumThreads(n int) {
-	if n <= 0 {
-		return
+// desiredThreads is SetNumThreads's value, else OMP_NUM_THREADS, else every
+// core the process may use (LibTorch's own default can be 1).
+func desiredThreads() int32 {
+	if n := threadCount.Load(); n > 0 {
+		return n
 	}
-	threadsOnce.Do(func() {})
-	C.gaia_set_num_threads(C.int32_t(n))
+	if v, err := strconv.Atoi(os.Getenv("OMP_NUM_THREADS")); err == nil && v > 0 {
+		return int32(v)
+	}
+	return int32(runtime.NumCPU())
 }
 
-// NumThreads reports LibTorch's intra-op threads.
-func NumThreads() int {
-	defaultThreads()
-	return int(C.gaia_get_num_threads())
+// SetNumThreads sets LibTorch's intra-op threads for every Module, from
+// their next call on.
+func SetNumThreads(n int) {
+	if n > 0 {
+		threadCount.Store(int32(n))
+	}
+}
+
+// NumThreads reports the intra-op threads Modules run with.
+func NumThreads() int { return int(desiredThreads()) }
+
+// worker runs functions on one locked OS thread.
+type worker struct {
+	calls   chan func()
+	applied int32
+}
+
+func startWorker() *worker {
+	w := &worker{calls: make(chan func())}
+	go func() {
+		runtime.LockOSThread()
+		for f := range w.calls {
+			if n := desiredThreads(); n != w.applied {
+				C.gaia_set_num_threads(C.int32_t(n))
+				w.applied = n
+			}
+			f()
+		}
+	}()
+	return w
+}
+
+// do runs f on the worker's thread and waits for it.
+func (w *worker) do(f func()) {
+	done := make(chan struct{})
+	w.calls <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
+}
+
+func (w *worker) stop() { close(w.calls) }
+
+// threadsInUse is LibTorch's intra-op thread count on the module's thread.
+func (m *Module) threadsInUse() int {
+	var n C.int32_t
+	m.w.do(func() { n = C.gaia_get_num_threads() })
+	return int(n)
 }
 
 // SetAllowTF32 says whether CUDA convolutions and matmuls may use TF32
@@ -212,17 +259,21 @@ func LoadBytes(b []byte, device string) (*Module, error) {
 }
 
 func load(op string, cpath *C.char, data unsafe.Pointer, n int, device, source string) (*Module, error) {
-	defaultThreads()
 	cdev := C.CString(device)
 	defer C.free(unsafe.Pointer(cdev))
 	var h *C.gaia_module
 	var st C.gaia_status
-	if C.gaia_module_load(cpath, data, C.size_t(n), cdev, &h, &st) != 0 {
+	w := startWorker()
+	var rc C.int
+	w.do(func() { rc = C.gaia_module_load(cpath, data, C.size_t(n), cdev, &h, &st) })
+	if rc != 0 {
+		w.stop()
 		return nil, statusError(op, &st)
 	}
-	m := &Module{h: h, source: source}
+	m := &Module{w: w, h: h, source: source}
 	if err := m.describe(); err != nil {
-		C.gaia_module_free(h)
+		w.do(func() { C.gaia_module_free(h) })
+		w.stop()
 		return nil, fmt.Errorf("torch: %s: %w", op, err)
 	}
 	runtime.SetFinalizer(m, (*Module).Close)
@@ -264,7 +315,9 @@ func (m *Module) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.h != nil {
-		C.gaia_module_free(m.h)
+		h := m.h
+		m.w.do(func() { C.gaia_module_free(h) })
+		m.w.stop()
 		m.h = nil
 		runtime.SetFinalizer(m, nil)
 	}
@@ -363,10 +416,13 @@ func (m *Module) Run(x *Tensor, values []int, passes []Pass) (*Result, error) {
 	}
 	var res *C.gaia_result
 	var st C.gaia_status
-	rc := C.gaia_module_run(m.h, (*C.float)(unsafe.Pointer(&x.Data[0])), &shape[0],
-		ptrOrNil(cvalues), C.int32_t(len(cvalues)),
-		passPtrOrNil(cpasses), C.int32_t(len(cpasses)),
-		ptrOrNil(tapList), C.int32_t(len(tapList)), m.flags, &res, &st)
+	var rc C.int
+	m.w.do(func() {
+		rc = C.gaia_module_run(m.h, (*C.float)(unsafe.Pointer(&x.Data[0])), &shape[0],
+			ptrOrNil(cvalues), C.int32_t(len(cvalues)),
+			passPtrOrNil(cpasses), C.int32_t(len(cpasses)),
+			ptrOrNil(tapList), C.int32_t(len(tapList)), m.flags, &res, &st)
+	})
 	runtime.KeepAlive(x)
 	if rc != 0 {
 		return nil, statusError("run", &st)
@@ -447,7 +503,9 @@ func (m *Module) TapShapes(shape [4]int) ([][]int, error) {
 	}
 	var out *C.char
 	var st C.gaia_status
-	if C.gaia_module_tap_shapes(m.h, &cs[0], &out, &st) != 0 {
+	var rc C.int
+	m.w.do(func() { rc = C.gaia_module_tap_shapes(m.h, &cs[0], &out, &st) })
+	if rc != 0 {
 		return nil, statusError("tap shapes", &st)
 	}
 	text := C.GoString(out)

@@ -416,6 +416,21 @@ func TestVersionAndThreads(t *testing.T) {
 	assert.Regexp(t, `^\d+\.\d+`, v)
 	assert.GreaterOrEqual(t, NumThreads(), 1)
 	assert.GreaterOrEqual(t, CUDADeviceCount(), 0)
+
+	// The thread count reaches the thread the module's calls run on.
+	m, err := Load(filepath.Join(testdata(t), "plain_cnn.script.pt"), "cpu")
+	require.NoError(t, err)
+	defer m.Close()
+	before := NumThreads()
+	defer SetNumThreads(before)
+	x := &Tensor{Shape: []int{1, 3, 16, 16}, Data: make([]float32, 3*16*16)}
+	for _, n := range []int{1, 3} {
+		SetNumThreads(n)
+		_, err := m.Forward(x)
+		require.NoError(t, err)
+		assert.Equal(t, n, m.threadsInUse())
+		assert.Equal(t, n, NumThreads())
+	}
 }
 
 // TestNoCgoBuildFailsClearly: CGO_ENABLED=0 gives a message, not a link error.

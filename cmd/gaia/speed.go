@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -23,7 +24,7 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	input := fs.String("input", "", "input size `CxHxW` (default: from MODEL.json)")
 	list := fs.String("workloads", strings.Join(defaultWorkloads, ","), "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params)")
 	seconds := fs.Float64("seconds", 3, "minimum timed `seconds` per workload")
-	format := fs.String("format", "table", "table or markdown")
+	format := fs.String("format", "table", "table, markdown or json")
 	after := fs.Bool("reduce-after", false, "reduce tap gradients after the backward instead of in hooks (to measure what the hooks save)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -34,8 +35,8 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	if *batch <= 0 || *seconds <= 0 {
 		return usagef("speed: -batch and -seconds must be positive")
 	}
-	if *format != "table" && *format != "markdown" {
-		return usagef("speed: -format %q: want table or markdown", *format)
+	if *format != "table" && *format != "markdown" && *format != "json" {
+		return usagef("speed: -format %q: want table, markdown or json", *format)
 	}
 	if err := torch.CheckDevice(*device); err != nil {
 		return usageError{err.Error()}
@@ -55,6 +56,11 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	for i := range x.Data {
 		x.Data[i] = float32(rng.NormFloat64())
 	}
+	// A first second of forwards, so that the first workload does not pay for
+	// the process's warm-up (thread pools, allocator, CPU clocks).
+	if _, err := gaia.MeasureSpeed(m, gaia.RefForward, x, gaia.Options{Std: std}, time.Second); err != nil {
+		return err
+	}
 	var rows []gaia.Speed
 	floor := 0.0
 	for _, name := range strings.Split(*list, ",") {
@@ -71,6 +77,10 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 		}
 		rows = append(rows, sp)
 		fmt.Fprintf(stderr, "%s: %.1f images/s\n", name, sp.ImagesPerSec)
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(map[string]any{"libtorch": torch.Version(), "threads": torch.NumThreads(), "device": m.Device(), "results": rows})
 	}
 	mode := "in hooks"
 	if *after {
