@@ -3,6 +3,8 @@
 #   make demo     the embedded demo (installs what is missing, builds, runs)
 #   make test     every test (installs what is missing, builds, makes test models)
 #   make build    bin/gaia
+#   make bench    Go benchmarks of every detector and of the bare forward/backward
+#   make bench-compare   gaia against the authors'-style PyTorch, side by side
 #   make env      prints the CGO_* exports for running `go build` / `go test` by hand
 #
 # LibTorch is found by scripts/find-libtorch.sh: LIBTORCH=/path (official zip
@@ -65,7 +67,7 @@ export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
 export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models
 
 all: build
 
@@ -110,6 +112,25 @@ test: build testdata cuda-kernels
 
 demo: build
 	@GO=$(GO) scripts/demo.sh
+
+# Benchmarks (minutes, not part of make test). The CIFAR ResNet-20 takes the
+# weights of ../shared/data when present, else random ones; ResNet-34 is
+# random at 32x32.
+BENCH := $(BUILD)/bench
+SHARED_R20 := ../shared/data/cifar10/resnet20-12fca82f.th
+bench-models: $(TORCH_MK)
+	@mkdir -p $(BENCH)
+	$(TORCH_PYTHON) scripts/export.py --arch cifar_resnet20 --out $(BENCH)/resnet20.pt \
+	  $(if $(wildcard $(SHARED_R20)),--weights $(SHARED_R20) --trust-pickle)
+	$(TORCH_PYTHON) scripts/export.py --arch resnet34 --num-classes 10 --out $(BENCH)/resnet34.pt
+
+bench: build bench-models
+	GAIA_BENCH_MODELS=resnet20=$(abspath $(BENCH))/resnet20.pt:3x32x32,resnet34=$(abspath $(BENCH))/resnet34.pt:3x32x32 \
+	  $(GO) test -run '^$$' -bench BenchmarkDetectors -benchtime 2s -timeout 60m ./gaia/
+
+bench-compare: build bench-models
+	$(TORCH_PYTHON) scripts/bench_compare.py --gaia bin/gaia --model $(BENCH)/resnet20.pt --arch cifar_resnet20 $(BENCH_ARGS)
+	$(TORCH_PYTHON) scripts/bench_compare.py --gaia bin/gaia --model $(BENCH)/resnet34.pt --arch resnet34 --input 3x32x32 $(BENCH_ARGS)
 
 # gpu-bundle: what scripts/gpu-check.sh runs on a GPU machine without Go:
 # bin/gaia and the test binaries, linked against a CUDA LibTorch with the

@@ -26,7 +26,9 @@ type detRef struct {
 
 func TestMain(m *testing.M) {
 	torch.SetAllowTF32(false) // references are float32
-	os.Exit(m.Run())
+	code := m.Run()
+	printBenchSummary()
+	os.Exit(code)
 }
 
 var device = testenv.Device()

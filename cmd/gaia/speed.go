@@ -56,18 +56,22 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	for i := range x.Data {
 		x.Data[i] = float32(rng.NormFloat64())
 	}
-	// A first second of forwards, so that the first workload does not pay for
-	// the process's warm-up (thread pools, allocator, CPU clocks).
-	if _, err := gaia.MeasureSpeed(m, gaia.RefForward, x, gaia.Options{Std: std}, time.Second); err != nil {
-		return err
+	// Warm-up: every workload a few times before any is timed, so that the
+	// first one timed does not pay for the process's warm-up (allocator
+	// growth, thread pools, kernel selection).
+	names := strings.Split(*list, ",")
+	for i := range names {
+		names[i] = strings.TrimSpace(names[i])
+		if names[i] == "all" {
+			names[i] = gaia.AllDetectorsTogether
+		}
+		if _, err := gaia.MeasureSpeed(m, names[i], x, gaia.Options{Std: std}, time.Millisecond); err != nil {
+			return err
+		}
 	}
 	var rows []gaia.Speed
 	floor := 0.0
-	for _, name := range strings.Split(*list, ",") {
-		name = strings.TrimSpace(name)
-		if name == "all" {
-			name = gaia.AllDetectorsTogether
-		}
+	for _, name := range names {
 		sp, err := gaia.MeasureSpeed(m, name, x, gaia.Options{Std: std}, time.Duration(*seconds*float64(time.Second)))
 		if err != nil {
 			return err

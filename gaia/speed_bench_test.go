@@ -1,0 +1,132 @@
+//go:build cgo
+
+package gaia
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// benchModels reads GAIA_BENCH_MODELS, "name=path:CxHxW,...", as `make bench`
+// sets it.
+func benchModels(b *testing.B) [][3]string {
+	env := os.Getenv("GAIA_BENCH_MODELS")
+	if env == "" {
+		b.Skip("GAIA_BENCH_MODELS is not set: run `make bench`")
+	}
+	var out [][3]string
+	for _, item := range strings.Split(env, ",") {
+		name, rest, ok1 := strings.Cut(item, "=")
+		path, chw, ok2 := strings.Cut(rest, ":")
+		if !ok1 || !ok2 {
+			b.Fatalf("GAIA_BENCH_MODELS item %q: want name=path:CxHxW", item)
+		}
+		out = append(out, [3]string{name, path, chw})
+	}
+	return out
+}
+
+var (
+	benchMu      sync.Mutex
+	benchResults = map[string]float64{} // "model/batch/workload" -> seconds per batch
+)
+
+var benchWorkloads = []string{RefForward, RefBackwardInput, RefBackwardParams,
+	GAIAZ, GAIAA, MSP, MaxLogit, Energy, ODIN, GradNorm, AllDetectorsTogether}
+
+// BenchmarkDetectors times every detector, all seven together and the bare
+// references at batch 1, 32 and 128, reporting images/s; TestMain prints
+// the ratios to the references measured in the same run.
+func BenchmarkDetectors(b *testing.B) {
+	for _, mdl := range benchModels(b) {
+		var c, h, w int
+		if _, err := fmt.Sscanf(mdl[2], "%dx%dx%d", &c, &h, &w); err != nil {
+			b.Fatalf("%s: input %q: %v", mdl[0], mdl[2], err)
+		}
+		m, err := torch.Load(mdl[1], "cpu")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, batch := range []int{1, 32, 128} {
+			x := &torch.Tensor{Shape: []int{batch, c, h, w}, Data: make([]float32, batch*c*h*w)}
+			rng := rand.New(rand.NewSource(1))
+			for i := range x.Data {
+				x.Data[i] = float32(rng.NormFloat64())
+			}
+			for _, wl := range benchWorkloads {
+				b.Run(fmt.Sprintf("%s/b%d/%s", mdl[0], batch, wl), func(b *testing.B) {
+					run, err := workload(m, wl, x, Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := run(); err != nil { // warm-up
+						b.Fatal(err)
+					}
+					b.ResetTimer()
+					start := time.Now()
+					for i := 0; i < b.N; i++ {
+						if err := run(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					per := time.Since(start).Seconds() / float64(b.N)
+					b.ReportMetric(float64(batch)/per, "images/s")
+					benchMu.Lock()
+					benchResults[fmt.Sprintf("%s/b%d/%s", mdl[0], batch, wl)] = per
+					benchMu.Unlock()
+				})
+			}
+		}
+		m.Close()
+	}
+}
+
+// printBenchSummary writes the ratios of every workload to the references.
+func printBenchSummary() {
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	if len(benchResults) == 0 {
+		return
+	}
+	groups := map[string]bool{}
+	for k := range benchResults {
+		groups[k[:strings.LastIndexByte(k, '/')]] = true
+	}
+	var keys []string
+	for g := range groups {
+		keys = append(keys, g)
+	}
+	sort.Strings(keys)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "\nmodel/batch\tworkload\timages/s\t/ forward\t/ fwd+bwd(input)\t/ fwd+bwd(params)\t/ gaia-z\t\n")
+	for _, g := range keys {
+		ref := func(wl string) float64 { return benchResults[g+"/"+wl] }
+		batch := 1
+		fmt.Sscanf(g[strings.LastIndexByte(g, '/')+2:], "%d", &batch)
+		for _, wl := range benchWorkloads {
+			per, ok := benchResults[g+"/"+wl]
+			if !ok {
+				continue
+			}
+			ratio := func(r float64) string {
+				if r == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f", per/r)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t\n", g, wl, float64(batch)/per,
+				ratio(ref(RefForward)), ratio(ref(RefBackwardInput)), ratio(ref(RefBackwardParams)), ratio(ref(GAIAZ)))
+		}
+	}
+	tw.Flush()
+	fmt.Printf("(time per batch divided by the reference's, same run; peak RSS of the process: %.0f MB)\n", float64(peakRSS())/1e6)
+}
