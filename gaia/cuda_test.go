@@ -5,6 +5,7 @@ package gaia
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -60,6 +61,61 @@ func TestCUDAMatchesCPU(t *testing.T) {
 				}
 			}
 			t.Logf("GAIA-Z non-zero fractions: %d of %d (sample, channel) entries differ between CPU and CUDA", differ, total)
+		})
+	}
+}
+
+// TestGateMaskMatchesGradientZeros: on gated taps, the forward ReLU mask's
+// non-zero fractions equal those of the GAIA-Z gradient (entries counted),
+// and gaia-z-fast equals GAIA-Z restricted to the same taps.
+func TestGateMaskMatchesGradientZeros(t *testing.T) {
+	dir := testenv.Testdata(t)
+	for _, model := range []string{"cifar_resnet20.script.pt", "resnet18.trace.pt", "densenet121.script.pt"} {
+		t.Run(model, func(t *testing.T) {
+			testenv.Need(t, filepath.Join(dir, model))
+			m, err := torch.Load(filepath.Join(dir, model), device)
+			require.NoError(t, err)
+			defer m.Close()
+			s, err := NewScorer(m, Options{Detectors: []string{GAIAZFast}})
+			require.NoError(t, err)
+			gated := indices(s.TapsZFast())
+			require.NotEmpty(t, gated)
+			if strings.HasPrefix(model, "resnet") {
+				for _, tp := range s.TapsZFast() {
+					assert.NotEqual(t, "bn1", tp.Name, "torchvision's stem ReLU feeds max-pooling: excluded")
+				}
+			}
+			x := &torch.Tensor{Shape: []int{4, 3, 32, 32}, Data: make([]float32, 4*3*32*32)}
+			for i := range x.Data {
+				x.Data[i] = float32(math.Sin(float64(i) * 0.37))
+			}
+			r, err := m.Run(x, nil, []torch.Pass{
+				{Loss: torch.LossMaxLogit, Taps: gated, Reduce: torch.ReduceChannelNonzero},
+				{Loss: torch.LossGate, Taps: gated, Reduce: torch.ReduceChannelNonzero},
+			})
+			require.NoError(t, err)
+			differ, total := 0, 0
+			for k := range gated {
+				for j, v := range r.Grads[0][k].Data {
+					total++
+					if v != r.Grads[1][k].Data[j] {
+						differ++
+					}
+				}
+			}
+			t.Logf("%d of %d (sample, channel) fractions differ between the gradient and the ReLU mask", differ, total)
+			assert.LessOrEqual(t, float64(differ), 0.001*float64(total))
+			sel := make([]string, 0, len(gated))
+			for _, tp := range s.TapsZFast() {
+				sel = append(sel, tp.Name)
+			}
+			exact, err := NewScorer(m, Options{Detectors: []string{GAIAZ, GAIAZFast}, TapsZ: strings.Join(sel, ",")})
+			require.NoError(t, err)
+			bs, err := exact.Score(x)
+			require.NoError(t, err)
+			for i := range bs.Scores[0] {
+				assert.InDelta(t, bs.Scores[0][i], bs.Scores[1][i], 1e-3*bs.Scores[0][i], "sample %d", i)
+			}
 		})
 	}
 }

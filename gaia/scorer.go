@@ -17,12 +17,20 @@ const (
 	Energy   = "energy"
 	ODIN     = "odin"
 	GradNorm = "gradnorm"
+	// GAIAZFast is GAIA-Z without a backward pass: each tap's non-zero
+	// fraction is read from the forward mask of the ReLU that follows it
+	// (docs/perf.md measures how often it equals GAIA-Z).
+	GAIAZFast = "gaia-z-fast"
 )
 
 // AllDetectors lists every detector.
 var AllDetectors = []string{GAIAA, GAIAZ, MSP, MaxLogit, Energy, ODIN, GradNorm}
 
-// ParseDetectors reads a comma-separated list ("all" for every detector).
+// knownDetectors are the detectors a list may name: the seven of "all" and
+// gaia-z-fast, which is only offered by name.
+var knownDetectors = append(append([]string(nil), AllDetectors...), GAIAZFast)
+
+// ParseDetectors reads a comma-separated list ("all" for the seven).
 func ParseDetectors(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "all" {
 		return append([]string(nil), AllDetectors...), nil
@@ -35,11 +43,11 @@ func ParseDetectors(s string) ([]string, error) {
 			continue
 		}
 		known := false
-		for _, k := range AllDetectors {
+		for _, k := range knownDetectors {
 			known = known || k == d
 		}
 		if !known {
-			return nil, fmt.Errorf("unknown detector %q (known: %s, or all)", d, strings.Join(AllDetectors, ", "))
+			return nil, fmt.Errorf("unknown detector %q (known: %s, or all)", d, strings.Join(knownDetectors, ", "))
 		}
 		if !seen[d] {
 			out = append(out, d)
@@ -73,6 +81,8 @@ type Scorer struct {
 	dets      []string
 	tapsZ     []torch.Tap
 	tapsA     []torch.Tap
+	tapsZF    []torch.Tap
+	chZF      int
 	stagesOK  bool
 	fmap, cls torch.Tap
 	chZ, chA  int
@@ -122,6 +132,29 @@ func NewScorer(m *torch.Module, opt Options) (*Scorer, error) {
 		s.passOf[GAIAZ] = len(s.passes)
 		s.passes = append(s.passes, torch.Pass{Loss: torch.LossMaxLogit, Taps: indices(s.tapsZ), Reduce: torch.ReduceSumSqNonzero})
 	}
+	if want[GAIAZFast] {
+		spec := opt.TapsZ
+		if spec == "" {
+			spec = "all"
+		}
+		sel, err := SelectTaps(all, spec)
+		if err != nil {
+			return nil, fmt.Errorf("gaia-z-fast: %w", err)
+		}
+		for _, t := range sel {
+			if t.Gated {
+				s.tapsZF = append(s.tapsZF, t)
+			}
+		}
+		if len(s.tapsZF) == 0 {
+			return nil, fmt.Errorf("gaia-z-fast: none of the taps is followed by a ReLU it could read (see gaia info)")
+		}
+		if s.chZF, err = channels(s.tapsZF); err != nil {
+			return nil, fmt.Errorf("gaia-z-fast: %w", err)
+		}
+		s.passOf[GAIAZFast] = len(s.passes)
+		s.passes = append(s.passes, torch.Pass{Loss: torch.LossGate, Taps: indices(s.tapsZF), Reduce: torch.ReduceSumSqNonzero})
+	}
 	if want[GAIAA] {
 		if !haveF || !haveH {
 			return nil, fmt.Errorf("gaia-a: the model has no feature map before global pooling or no classifier input (see gaia info)")
@@ -169,6 +202,9 @@ func (s *Scorer) Detectors() []string { return append([]string(nil), s.dets...) 
 // TapsZ and TapsA are the taps GAIA-Z and GAIA-A use.
 func (s *Scorer) TapsZ() []torch.Tap { return s.tapsZ }
 
+// TapsZFast are the taps gaia-z-fast reads.
+func (s *Scorer) TapsZFast() []torch.Tap { return s.tapsZF }
+
 // TapsA are GAIA-A's inner taps (its output component reads the feature map).
 func (s *Scorer) TapsA() []torch.Tap { return s.tapsA }
 
@@ -180,6 +216,9 @@ func (s *Scorer) Describe() string {
 	var b strings.Builder
 	if s.tapsZ != nil {
 		fmt.Fprintf(&b, "gaia-z taps: %d, %d channels (%s)\n", len(s.tapsZ), s.chZ, tapNames(s.tapsZ, 4))
+	}
+	if s.tapsZF != nil {
+		fmt.Fprintf(&b, "gaia-z-fast taps: %d, %d channels (the gated ones: %s)\n", len(s.tapsZF), s.chZF, tapNames(s.tapsZF, 4))
 	}
 	if s.tapsA != nil {
 		note := ""
@@ -232,14 +271,18 @@ func (s *Scorer) Score(x *torch.Tensor) (*BatchScores, error) {
 			for i := range sc {
 				sc[i] = -t * logSumExp(z.Row(i), t)
 			}
-		case GAIAZ:
-			g := r.Grads[s.passOf[GAIAZ]]
+		case GAIAZ, GAIAZFast:
+			g := r.Grads[s.passOf[name]]
+			ch := s.chZ
+			if name == GAIAZFast {
+				ch = s.chZF
+			}
 			for i := range sc {
 				var sum float64
 				for _, tap := range g {
 					sum += float64(tap.Data[i])
 				}
-				sc[i] = sum / float64(s.chZ)
+				sc[i] = sum / float64(ch)
 			}
 		case GAIAA:
 			p := s.passOf[GAIAA]

@@ -39,6 +39,7 @@ const (
 	LossSumTap        Loss = C.GAIA_LOSS_SUM_TAP         // sum of a tap's value (GAIA-A, inner component: the classifier input)
 	LossODIN          Loss = C.GAIA_LOSS_ODIN            // sum_n -log softmax(z_n/T)_{argmax z_n}
 	LossUniformCE     Loss = C.GAIA_LOSS_UNIFORM_CE      // sum_n cross-entropy of softmax(z_n) against the uniform distribution
+	LossGate          Loss = C.GAIA_LOSS_GATE            // no backward: each tap's ReLU gate mask (gate > 0), reduced like a gradient
 )
 
 // Reduce names how a tap gradient G (N x C x H x W) is reduced on the device.
@@ -298,12 +299,12 @@ func (m *Module) describe() error {
 		case "warning":
 			m.warnings = append(m.warnings, f[1])
 		case "tap":
-			if len(f) != 5 {
+			if len(f) != 6 {
 				return fmt.Errorf("malformed tap record %q", line)
 			}
 			idx, _ := strconv.Atoi(f[1])
 			ch, _ := strconv.Atoi(f[4])
-			m.taps = append(m.taps, Tap{Index: idx, Name: f[2], Kind: TapKind(f[3]), Channels: ch})
+			m.taps = append(m.taps, Tap{Index: idx, Name: f[2], Kind: TapKind(f[3]), Channels: ch, Gated: f[5] == "1"})
 		}
 	}
 	return nil

@@ -91,6 +91,8 @@ struct Tap {
   std::string kind;  // batch_norm, group_norm, relu_input, feature_map, classifier_input
   int64_t channels = -1;
   jit::Value* value = nullptr;  // during graph rewriting only
+  jit::Value* gate = nullptr;   // the input of the ReLU that gates it (rewriting only)
+  int gateOutput = -1;          // its index among the gate outputs, -1 without one
 };
 
 // attrPath names a value reached from the module by prim::GetAttr chains
@@ -286,6 +288,38 @@ void computeUpstream(jit::Graph& g, const std::vector<Tap>& taps, std::vector<Bi
   }
 }
 
+bool isMaxPool(c10::Symbol k) {
+  return k == c10::aten::max_pool2d || k == c10::aten::max_pool2d_with_indices;
+}
+
+// gateOf finds the ReLU that gates a tap: the tap's only use is a ReLU, or an
+// addition whose only use is a ReLU. It returns that ReLU's input, or null,
+// also when the ReLU's output feeds max-pooling (which zeroes gradients of
+// its own).
+jit::Value* gateOf(jit::Value* v) {
+  if (v->uses().size() != 1) {
+    return nullptr;
+  }
+  jit::Node* u = v->uses()[0].user;
+  jit::Value* g = v;
+  if (u->kind() == c10::aten::add || u->kind() == c10::aten::add_) {
+    g = u->output();
+    if (g->uses().size() != 1) {
+      return nullptr;
+    }
+    u = g->uses()[0].user;
+  }
+  if (!isReluKind(u->kind())) {
+    return nullptr;
+  }
+  for (const auto& use : u->output()->uses()) {
+    if (isMaxPool(use.user->kind())) {
+      return nullptr;
+    }
+  }
+  return g;
+}
+
 // buildTappedGraph rewrites the module's forward as described at the top.
 void buildTappedGraph(gaia_module* m) {
   jit::Method method = m->module.get_method("forward");
@@ -439,6 +473,12 @@ void buildTappedGraph(gaia_module* m) {
     taps.push_back(th);
   }
 
+  // Gates, found before copies change the uses.
+  for (auto& t : taps) {
+    if (t.kind == "batch_norm" || t.kind == "group_norm" || t.kind == "instance_norm") {
+      t.gate = gateOf(t.value);
+    }
+  }
   // Give every later use of a mutated tap a copy, so the tap keeps its value.
   {
     jit::AliasDb aliasDb(g);
@@ -465,17 +505,27 @@ void buildTappedGraph(gaia_module* m) {
     for (auto& t : taps) {
       outs.push_back(t.value);
     }
+    int gates = 0;
+    for (auto& t : taps) {
+      if (t.gate != nullptr) {
+        t.gateOutput = gates++;
+        outs.push_back(t.gate);
+      }
+    }
     jit::Value* tuple = g->insertNode(g->createTuple(outs))->output();
     while (!g->outputs().empty()) {
       g->eraseOutput(0);
     }
     g->registerOutput(tuple);
   }
-  m->numOutputs = 1 + taps.size();
   computeUpstream(*g, taps, m->upstream);
+  size_t gates = 0;
   for (auto& t : taps) {
     t.value = nullptr;
+    t.gate = nullptr;
+    gates += t.gateOutput >= 0 ? 1 : 0;
   }
+  m->numOutputs = 1 + taps.size() + gates;
   m->taps = std::move(taps);
   m->graph = g;
   m->fn = std::make_unique<jit::GraphFunction>("gaia_tapped_forward", g, nullptr,
@@ -503,6 +553,7 @@ void appendTensors(const c10::IValue& v, std::vector<at::Tensor>& out) {
 struct Forward {
   std::vector<at::Tensor> outputs;  // the module's own outputs, flattened
   std::vector<at::Tensor> taps;     // one per module tap
+  std::vector<at::Tensor> gates;    // one per gated tap (Tap::gateOutput)
   at::Tensor input;
 };
 
@@ -523,7 +574,11 @@ Forward runForward(gaia_module* m, const at::Tensor& x) {
     throw ShimError(GAIA_ERR_GRAPH, "forward returned no tensor");
   }
   for (size_t i = 1; i < elems.size(); i++) {
-    f.taps.push_back(elems[i].toTensor());
+    if (i <= m->taps.size()) {
+      f.taps.push_back(elems[i].toTensor());
+    } else {
+      f.gates.push_back(elems[i].toTensor());
+    }
   }
   return f;
 }
@@ -810,7 +865,8 @@ int gaia_module_describe(gaia_module* m, char** out, gaia_status* st) {
     s << "input_channels\t" << m->inputChannels << "\n";
     for (size_t i = 0; i < m->taps.size(); i++) {
       const Tap& t = m->taps[i];
-      s << "tap\t" << i << "\t" << t.name << "\t" << t.kind << "\t" << t.channels << "\n";
+      s << "tap\t" << i << "\t" << t.name << "\t" << t.kind << "\t" << t.channels << "\t"
+        << (t.gateOutput >= 0 ? 1 : 0) << "\n";
     }
     for (const auto& w : m->warnings) {
       s << "warning\t" << w << "\n";
@@ -826,7 +882,10 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
   *out = nullptr;
   return guarded(st, [&] {
     c10::DeviceGuard deviceGuard(m->device);
-    bool needGrad = n_passes > 0;
+    bool needGrad = false;
+    for (int32_t p = 0; p < n_passes; p++) {
+      needGrad = needGrad || passes[p].loss != GAIA_LOSS_GATE;
+    }
     torch::AutoGradMode gradMode(needGrad);
     for (int32_t p = 0; p < n_passes; p++) {
       const gaia_pass& ps = passes[p];
@@ -849,10 +908,13 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
     // gradient as autograd produces it, so all the full gradients are never
     // held at once. state->pass says which pass is running.
     auto state = std::make_shared<HookState>();
-    if (early) {
+    if (early && needGrad) {
       std::vector<bool> hooked(f.taps.size(), false);
       for (int32_t p = 0; p < n_passes; p++) {
         const gaia_pass& ps = passes[p];
+        if (ps.loss == GAIA_LOSS_GATE) {
+          continue;
+        }
         for (int32_t i = 0; i < ps.n_taps; i++) {
           int32_t t = tap_list[ps.taps_offset + i];
           if (t >= 0 && static_cast<size_t>(t) < f.taps.size() && !hooked[t]) {
@@ -865,6 +927,17 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
     for (int32_t p = 0; p < n_passes; p++) {
       const gaia_pass& ps = passes[p];
       std::vector<int32_t> taps(tap_list + ps.taps_offset, tap_list + ps.taps_offset + ps.n_taps);
+      if (ps.loss == GAIA_LOSS_GATE) {
+        for (int32_t t : taps) {
+          tapValue(f, t);  // range check
+          if (t < 0 || m->taps[t].gateOutput < 0) {
+            throw ShimError(GAIA_ERR_INVALID, "tap " + (t < 0 ? std::to_string(t) : m->taps[t].name) +
+                                                  " has no ReLU gate (see the taps' gated column)");
+          }
+          results.push_back(reduceGrad(f.gates[m->taps[t].gateOutput].gt(0).to(at::kFloat), ps.reduce));
+        }
+        continue;
+      }
       if (taps.size() == 1 && taps[0] == GAIA_TAP_PARAMS) {
         std::vector<at::Tensor> params;
         for (const at::Tensor& p : m->module.parameters()) {

@@ -42,6 +42,11 @@ enum {
   GAIA_LOSS_SUM_TAP = 3,          // sum of every element of tap loss_tap's value
   GAIA_LOSS_ODIN = 4,             // sum_n -log softmax(z_n / T)_{argmax}, T = loss_param
   GAIA_LOSS_UNIFORM_CE = 5,       // sum_n sum_k -(1/K) log softmax(z_n)_k
+  // No backward: for each tap, the forward mask (gate > 0) of the ReLU that
+  // follows it (directly, or after one addition), reduced like a gradient.
+  // Where that ReLU is the only thing between the tap and the loss's path
+  // that can zero a gradient, the mask has the gradient's zero pattern.
+  GAIA_LOSS_GATE = 6,
 };
 
 // How each tap gradient is reduced before it is copied out. G is N x C x H x W
@@ -131,7 +136,9 @@ void gaia_module_free(gaia_module* m);
 
 // gaia_module_describe returns a malloc'd text, one record a line, fields
 // separated by tabs: "device\tNAME", "input_channels\tC",
-// "tap\tINDEX\tNAME\tKIND\tCHANNELS", "warning\tTEXT".
+// "tap\tINDEX\tNAME\tKIND\tCHANNELS\tGATED", "warning\tTEXT". GATED is 1 when
+// a ReLU follows the tap (directly or after one addition) and its output
+// does not feed max-pooling: GAIA_LOSS_GATE can read that tap.
 int gaia_module_describe(gaia_module* m, char** out, gaia_status* st);
 
 // gaia_module_run copies the float32 batch input (shape[0..3] = N, C, H, W)

@@ -28,6 +28,10 @@ type Tap struct {
 	Name     string // module path, such as "layer3.1.bn2"
 	Kind     TapKind
 	Channels int // -1 when not known before a forward
+	// Gated: a ReLU follows the tap (directly or after one addition) and does
+	// not feed max-pooling, so its forward mask gives the gradient's zeros
+	// wherever nothing further down zeroes them (LossGate, gaia-z-fast).
+	Gated bool
 }
 
 // HasPrefix reports whether the tap's module path starts with the dotted

@@ -98,7 +98,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "taps:     %d normalization taps, %d channels in all\n\n", nNorm, chNorm)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tname\tkind\tchannels\tshape")
+	fmt.Fprintln(tw, "#\tname\tkind\tchannels\tshape\trelu-gated")
 	for _, t := range taps {
 		shape := "-"
 		if shapes != nil && shapes[t.Index] != nil {
@@ -108,7 +108,11 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 			}
 			shape = strings.Join(s, "x")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", t.Index, t.Name, t.Kind, t.Channels, shape)
+		gated := ""
+		if t.Gated {
+			gated = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", t.Index, t.Name, t.Kind, t.Channels, shape, gated)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
