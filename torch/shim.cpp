@@ -33,6 +33,8 @@
 #include "gaia_cuda.h"
 #endif
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -655,7 +657,62 @@ at::Tensor reduceGradCUDA(const at::Tensor& g0, int reduce) {
 }
 #endif
 
+// reduceGradCPU is the CPU twin of the CUDA kernels: one pass over each
+// (n, c) plane, in parallel over planes, accumulating in double.
+at::Tensor reduceGradCPU(const at::Tensor& g0, int reduce) {
+  at::Tensor g = as4d(g0).contiguous();
+  const int64_t n = g.size(0), c = g.size(1), hw = g.size(2) * g.size(3);
+  at::Tensor mean = at::empty({n, c}, at::kFloat);
+  at::Tensor nonzero = at::empty({n, c}, at::kFloat);
+  const float* src = g.data_ptr<float>();
+  float* pm = mean.data_ptr<float>();
+  float* pz = nonzero.data_ptr<float>();
+  at::parallel_for(0, n * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(hw, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; nc++) {
+      const float* p = src + nc * hw;
+      double sum = 0;
+      int64_t count = 0;
+      for (int64_t i = 0; i < hw; i++) {
+        sum += p[i];
+        count += p[i] != 0.0f;
+      }
+      pm[nc] = static_cast<float>(sum / static_cast<double>(hw));
+      pz[nc] = static_cast<float>(static_cast<double>(count) / static_cast<double>(hw));
+    }
+  });
+  if (reduce == GAIA_REDUCE_CHANNEL_MEAN) {
+    return mean;
+  }
+  if (reduce == GAIA_REDUCE_CHANNEL_NONZERO) {
+    return nonzero;
+  }
+  at::Tensor out = at::empty({n}, at::kFloat);
+  float* po = out.data_ptr<float>();
+  for (int64_t i = 0; i < n; i++) {
+    double acc = 0;
+    for (int64_t k = 0; k < c; k++) {
+      double m = pm[i * c + k], z = pz[i * c + k];
+      switch (reduce) {
+        case GAIA_REDUCE_SUMSQ_NONZERO:
+          acc += z * z;
+          break;
+        case GAIA_REDUCE_SUMSQ_MEAN:
+          acc += m * m;
+          break;
+        default:
+          acc += std::abs(m);
+      }
+    }
+    po[i] = static_cast<float>(reduce == GAIA_REDUCE_MEANABS_MEAN ? acc / static_cast<double>(c) : acc);
+  }
+  return out;
+}
+
 at::Tensor reduceGrad(const at::Tensor& g, int reduce) {
+  if (g.device().is_cpu() && g.scalar_type() == at::kFloat && g.dim() >= 2 && g.dim() <= 4 &&
+      reduce >= GAIA_REDUCE_CHANNEL_MEAN && reduce <= GAIA_REDUCE_MEANABS_MEAN) {
+    return reduceGradCPU(g, reduce);
+  }
 #ifdef GAIA_WITH_CUDA
   if (g.is_cuda() && g.scalar_type() == at::kFloat && g.dim() >= 2 && g.dim() <= 4 &&
       reduce >= GAIA_REDUCE_CHANNEL_MEAN && reduce <= GAIA_REDUCE_MEANABS_MEAN) {
