@@ -124,9 +124,13 @@ bench-models: $(TORCH_MK)
 	  $(if $(wildcard $(SHARED_R20)),--weights $(SHARED_R20) --trust-pickle)
 	$(TORCH_PYTHON) scripts/export.py --arch resnet34 --num-classes 10 --out $(BENCH)/resnet34.pt
 
+SHARED_JPEGS := ../shared/data/tinyimagenet/test
 bench: build bench-models
 	GAIA_BENCH_MODELS=resnet20=$(abspath $(BENCH))/resnet20.pt:3x32x32,resnet34=$(abspath $(BENCH))/resnet34.pt:3x32x32 \
-	  $(GO) test -run '^$$' -bench BenchmarkDetectors -benchtime 2s -timeout 60m ./gaia/
+	  $(GO) test -run '^$$' -bench BenchmarkDetectors -benchtime $(BENCHTIME) -timeout 60m ./gaia/
+	GAIA_BENCH_IMAGES=$(if $(wildcard $(SHARED_JPEGS)),$(abspath $(SHARED_JPEGS))) \
+	  $(GO) test -run '^$$' -bench BenchmarkLoader -benchtime 3x ./gaia/data/
+BENCHTIME ?= 2s
 
 bench-compare: build bench-models
 	$(TORCH_PYTHON) scripts/bench_compare.py --gaia bin/gaia --model $(BENCH)/resnet20.pt --arch cifar_resnet20 $(BENCH_ARGS)
