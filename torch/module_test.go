@@ -48,6 +48,26 @@ func loadReference(t testing.TB, dir, arch string) *reference {
 	return ref
 }
 
+// openModel loads dir/file with the reference of arch; Close runs at cleanup.
+func openModel(t testing.TB, dir, arch, file string) (*reference, *Module) {
+	t.Helper()
+	ref := loadReference(t, dir, arch)
+	m, err := Load(filepath.Join(dir, file), device)
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return ref, m
+}
+
+// gaiaPasses are the three passes GAIA-Z and GAIA-A run, reduced per sample.
+func gaiaPasses(m *Module) []Pass {
+	norm := tapsOfKind(m, true, "")
+	return []Pass{
+		{Loss: LossMaxLogit, Taps: norm, Reduce: ReduceSumSqNonzero},
+		{Loss: LossSumLogSoftmax, Taps: tapsOfKind(m, false, KindFeatureMap), Reduce: ReduceMeanAbsMean},
+		{Loss: LossSumTap, LossTap: tapsOfKind(m, false, KindClassifierInput)[0], Taps: norm, Reduce: ReduceSumSqMean},
+	}
+}
+
 func (r *reference) input(t testing.TB) *Tensor {
 	x := r.arrays["x"]
 	require.NotNil(t, x)
@@ -146,11 +166,7 @@ func TestTapsMatchEagerHooks(t *testing.T) {
 // TestReductionsMatchFullGradient checks each on-device reduction against the
 // same reduction of the full gradient done here.
 func TestReductionsMatchFullGradient(t *testing.T) {
-	dir := testdata(t)
-	ref := loadReference(t, dir, "resnet18")
-	m, err := Load(filepath.Join(dir, "resnet18.script.pt"), device)
-	require.NoError(t, err)
-	defer m.Close()
+	ref, m := openModel(t, testdata(t), "resnet18", "resnet18.script.pt")
 	norm := tapsOfKind(m, true, "")
 	reduces := []Reduce{ReduceNone, ReduceChannelMean, ReduceChannelNonzero, ReduceSumSqNonzero, ReduceSumSqMean, ReduceMeanAbsMean, ReduceL1}
 	var passes []Pass
@@ -380,19 +396,9 @@ func TestNoLeak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the leak test runs 2,000 batches")
 	}
-	dir := testdata(t)
-	ref := loadReference(t, dir, "cifar_resnet20")
-	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), device)
-	require.NoError(t, err)
-	defer m.Close()
-	norm := tapsOfKind(m, true, "")
-	fmap := tapsOfKind(m, false, KindFeatureMap)
+	ref, m := openModel(t, testdata(t), "cifar_resnet20", "cifar_resnet20.script.pt")
+	passes := gaiaPasses(m)
 	cls := tapsOfKind(m, false, KindClassifierInput)
-	passes := []Pass{
-		{Loss: LossMaxLogit, Taps: norm, Reduce: ReduceSumSqNonzero},
-		{Loss: LossSumLogSoftmax, Taps: fmap, Reduce: ReduceMeanAbsMean},
-		{Loss: LossSumTap, LossTap: cls[0], Taps: norm, Reduce: ReduceSumSqMean},
-	}
 	x := ref.input(t)
 	run := func(n int) {
 		for i := 0; i < n; i++ {
