@@ -481,8 +481,45 @@ void buildTappedGraph(gaia_module* m) {
       t.gate = gateOf(t.value);
     }
   }
-  // Give every later use of a mutated tap a copy, so the tap keeps its value.
+  // A tap must keep its own value. Where its only use is an in-place ReLU or
+  // addition, that op becomes its out-of-place form (no extra pass over the
+  // data); any other tap that is still written to later gets a copy, and
+  // every later use reads the copy.
   {
+    auto remap = [&](jit::Value* from, jit::Value* to) {
+      for (auto& t : taps) {
+        if (t.value == from) {
+          t.value = to;
+        }
+        if (t.gate == from) {
+          t.gate = to;
+        }
+      }
+    };
+    for (auto& t : taps) {
+      jit::Value* v = t.value;
+      if (v->uses().size() != 1) {
+        continue;
+      }
+      jit::Node* u = v->uses()[0].user;
+      c10::Symbol functional;
+      if (u->kind() == c10::aten::relu_) {
+        functional = c10::aten::relu;
+      } else if (u->kind() == c10::aten::add_) {
+        functional = c10::aten::add;
+      } else {
+        continue;
+      }
+      if (u->input(0) != v || u->outputs().size() != 1) {
+        continue;
+      }
+      jit::Node* f = g->create(functional, u->inputs(), 1);
+      f->insertAfter(u);
+      f->output()->setType(u->output()->type());
+      u->output()->replaceAllUsesWith(f->output());
+      remap(u->output(), f->output());
+      u->destroy();
+    }
     jit::AliasDb aliasDb(g);
     std::vector<bool> mutated;
     for (auto& t : taps) {
@@ -658,7 +695,7 @@ at::Tensor reduceGradCUDA(const at::Tensor& g0, int reduce) {
 #endif
 
 // reduceGradCPU is the CPU twin of the CUDA kernels: one pass over each
-// (n, c) plane, in parallel over planes, accumulating in double.
+// (n, c) plane, in parallel over planes.
 at::Tensor reduceGradCPU(const at::Tensor& g0, int reduce) {
   at::Tensor g = as4d(g0).contiguous();
   const int64_t n = g.size(0), c = g.size(1), hw = g.size(2) * g.size(3);
@@ -670,9 +707,25 @@ at::Tensor reduceGradCPU(const at::Tensor& g0, int reduce) {
   at::parallel_for(0, n * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(hw, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; nc++) {
       const float* p = src + nc * hw;
+      // Eight independent lanes (instruction-level parallelism, and the
+      // compiler may use SIMD), each summing at most hw/8 floats, then
+      // combined in double.
+      float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int32_t z[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= hw; i += 8) {
+        for (int k = 0; k < 8; k++) {
+          s[k] += p[i + k];
+          z[k] += p[i + k] != 0.0f;
+        }
+      }
       double sum = 0;
       int64_t count = 0;
-      for (int64_t i = 0; i < hw; i++) {
+      for (int k = 0; k < 8; k++) {
+        sum += s[k];
+        count += z[k];
+      }
+      for (; i < hw; i++) {
         sum += p[i];
         count += p[i] != 0.0f;
       }
