@@ -37,13 +37,9 @@ func ScoreMetaPath(scoreFile string) string { return scoreFile + ".json" }
 
 // ReadScoreMeta reads the provenance beside a score file.
 func ReadScoreMeta(scoreFile string) (*ScoreMeta, error) {
-	raw, err := os.ReadFile(ScoreMetaPath(scoreFile))
-	if err != nil {
-		return nil, fmt.Errorf("score provenance: %w", err)
-	}
 	m := &ScoreMeta{}
-	if err := json.Unmarshal(raw, m); err != nil {
-		return nil, fmt.Errorf("score provenance %s: %w", ScoreMetaPath(scoreFile), err)
+	if err := readJSON("score provenance", ScoreMetaPath(scoreFile), m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -114,13 +110,9 @@ func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gat
 
 // LoadGate reads a gate file.
 func LoadGate(path string) (*Gate, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("gate: %w", err)
-	}
 	g := &Gate{}
-	if err := json.Unmarshal(raw, g); err != nil {
-		return nil, fmt.Errorf("gate %s: %w", path, err)
+	if err := readJSON("gate", path, g); err != nil {
+		return nil, err
 	}
 	if g.Detector == "" || math.IsNaN(g.Threshold) {
 		return nil, fmt.Errorf("gate %s: no detector or threshold", path)

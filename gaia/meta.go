@@ -29,16 +29,25 @@ func MetaPath(modelPath string) string {
 	return modelPath + ".json"
 }
 
+// readJSON decodes the JSON file at path into v; errors name what it is
+// ("model metadata") and, once it exists, the file.
+func readJSON(what, path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return nil
+}
+
 // LoadMeta reads and checks the Meta beside a model file.
 func LoadMeta(modelPath string) (*Meta, error) {
 	p := MetaPath(modelPath)
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("model metadata: %w", err)
-	}
 	m := &Meta{}
-	if err := json.Unmarshal(raw, m); err != nil {
-		return nil, fmt.Errorf("model metadata %s: %w", p, err)
+	if err := readJSON("model metadata", p, m); err != nil {
+		return nil, err
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("model metadata %s: %w", p, err)
