@@ -118,14 +118,24 @@ func NewScorer(m *torch.Module, opt Options) (*Scorer, error) {
 		want[d] = true
 	}
 	var err error
-	if want[GAIAZ] {
+	// GAIA-Z and gaia-z-fast share one selection: every normalization tap, or
+	// TapsZ; gaia-z-fast keeps the gated ones.
+	var selZ []torch.Tap
+	if want[GAIAZ] || want[GAIAZFast] {
 		spec := opt.TapsZ
 		if spec == "" {
 			spec = "all"
 		}
-		if s.tapsZ, err = SelectTaps(all, spec); err != nil {
-			return nil, fmt.Errorf("gaia-z: %w", err)
+		if selZ, err = SelectTaps(all, spec); err != nil {
+			name := GAIAZ
+			if !want[GAIAZ] {
+				name = GAIAZFast
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+	}
+	if want[GAIAZ] {
+		s.tapsZ = selZ
 		if s.chZ, err = channels(s.tapsZ); err != nil {
 			return nil, fmt.Errorf("gaia-z: %w", err)
 		}
@@ -133,15 +143,7 @@ func NewScorer(m *torch.Module, opt Options) (*Scorer, error) {
 		s.passes = append(s.passes, torch.Pass{Loss: torch.LossMaxLogit, Taps: indices(s.tapsZ), Reduce: torch.ReduceSumSqNonzero})
 	}
 	if want[GAIAZFast] {
-		spec := opt.TapsZ
-		if spec == "" {
-			spec = "all"
-		}
-		sel, err := SelectTaps(all, spec)
-		if err != nil {
-			return nil, fmt.Errorf("gaia-z-fast: %w", err)
-		}
-		for _, t := range sel {
+		for _, t := range selZ {
 			if t.Gated {
 				s.tapsZF = append(s.tapsZF, t)
 			}
