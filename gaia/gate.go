@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/gaia-ood/gaia/gaia/data"
 )
 
 // ScoreMeta is the provenance of a score file, written beside it as
@@ -58,8 +60,11 @@ type Gate struct {
 	FeatureMap  string   `json:"feature_map,omitempty"`
 	ODINT       float64  `json:"odin_temperature,omitempty"`
 	ODINEps     float64  `json:"odin_epsilon,omitempty"`
-	Calibration string   `json:"calibration_scores"`
-	Created     string   `json:"created"`
+	// Transform is the calibration data's preprocessing (data spec options
+	// such as "resize=32x32"): gaia serve applies it to the images it gets.
+	Transform   string `json:"transform,omitempty"`
+	Calibration string `json:"calibration_scores"`
+	Created     string `json:"created"`
 }
 
 // Accept reports whether a score passes the gate (looks in-distribution).
@@ -97,8 +102,13 @@ func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gat
 	g := &Gate{Detector: detector, Threshold: th, TargetTPR: tpr, MeasuredTPR: measured, NumID: len(col),
 		Model: meta.Model, ModelSHA256: meta.ModelSHA256, Calibration: sf.Path,
 		Created: time.Now().UTC().Format(time.RFC3339)}
+	if meta.Data != "" {
+		if g.Transform, err = data.TransformOptions(meta.Data); err != nil {
+			return nil, fmt.Errorf("score provenance of %s: %w", sf.Path, err)
+		}
+	}
 	switch detector {
-	case GAIAZ:
+	case GAIAZ, GAIAZFast:
 		g.Taps = meta.TapsZ
 	case GAIAA:
 		g.Taps, g.FeatureMap = meta.TapsA, meta.FeatureMap

@@ -38,6 +38,8 @@ Usage:
         a whole benchmark from a YAML or JSON config: scores, metrics, plots and report.md
   gaia speed --model MODEL.pt [--device auto] [--batch 128]
         images/s and peak memory of each detector and of the bare forward and backward
+  gaia serve --model MODEL.pt --gate gate.json [--addr 127.0.0.1:8080] [--max-batch 32]
+        an OOD gate over HTTP (POST /v1/score), with dynamic batching, /healthz, /readyz, /metrics
   gaia version
         the versions of gaia and LibTorch
 
@@ -78,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runBench(args[1:], stdout, stderr)
 	case "speed":
 		return runSpeed(args[1:], stdout, stderr)
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":

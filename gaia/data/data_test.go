@@ -188,7 +188,7 @@ func TestFolderListAndBadFiles(t *testing.T) {
 	_, _, _, err = src.Load(1)
 	assert.ErrorContains(t, err, "bad.png")
 	_, _, _, err = src.Load(2)
-	assert.ErrorContains(t, err, "out of bounds")
+	assert.ErrorContains(t, err, "over the limit")
 
 	tf := identity(3, 8, 8)
 	l := &Loader{Src: src, Transform: tf, BatchSize: 3}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"image"
 	_ "image/jpeg" // register JPEG
@@ -275,13 +276,21 @@ func DecodeFile(path string) (Image, error) {
 }
 
 // Decode decodes PNG or JPEG bytes.
-func Decode(raw []byte) (Image, error) {
+func Decode(raw []byte) (Image, error) { return DecodeLimit(raw, MaxPixels) }
+
+// ErrTooLarge is returned (wrapped) for an image whose declared size is over
+// the limit: it is refused before any pixel is decoded.
+var ErrTooLarge = errors.New("declared size is over the limit")
+
+// DecodeLimit decodes PNG or JPEG bytes, refusing images that declare more
+// than maxPixels pixels before decoding them (decompression bombs).
+func DecodeLimit(raw []byte, maxPixels int64) (Image, error) {
 	cfg, _, err := image.DecodeConfig(bytes.NewReader(raw))
 	if err != nil {
 		return Image{}, fmt.Errorf("not a readable PNG or JPEG image: %w", err)
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
-		return Image{}, fmt.Errorf("declared size %dx%d is out of bounds (at most %d pixels)", cfg.Width, cfg.Height, MaxPixels)
+	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > maxPixels {
+		return Image{}, fmt.Errorf("%w: %dx%d (at most %d pixels)", ErrTooLarge, cfg.Width, cfg.Height, maxPixels)
 	}
 	im, _, err := image.Decode(bytes.NewReader(raw))
 	if err != nil {

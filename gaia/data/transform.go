@@ -3,6 +3,7 @@ package data
 import (
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 )
 
@@ -232,4 +233,45 @@ func resize(img Image, h, w int) Image {
 		}
 	}
 	return out
+}
+
+// transformKeys are the spec options that are transforms rather than part of
+// the source.
+var transformKeys = []string{"gray", "rgb", "resize", "center-crop", "random-crop", "seed"}
+
+// TransformOptions returns the transform options of a dataset spec, in a
+// fixed order, as ParseTransform reads them ("resize=32x32,center-crop=28").
+func TransformOptions(spec string) (string, error) {
+	sp, err := ParseSpec(spec)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, k := range transformKeys {
+		v, ok := sp.Options[k]
+		switch {
+		case !ok:
+		case v == "":
+			out = append(out, k)
+		default:
+			out = append(out, k+"="+v)
+		}
+	}
+	return strings.Join(out, ","), nil
+}
+
+// ParseTransform reads transform options alone ("resize=256,center-crop=224";
+// "" for none) for a model input of C x H x W.
+func ParseTransform(opts string, c, h, w int, mean, std []float64) (*Transform, error) {
+	sp, err := ParseSpec("transform:-," + opts)
+	if err != nil {
+		return nil, err
+	}
+	sp.Raw = opts
+	for k := range sp.Options {
+		if !slices.Contains(transformKeys, k) {
+			return nil, fmt.Errorf("transform %q: unknown option %q (known: %s)", opts, k, strings.Join(transformKeys, ", "))
+		}
+	}
+	return NewTransform(sp, c, h, w, mean, std)
 }

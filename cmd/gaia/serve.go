@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/serve"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	var cfg serve.Config
+	fs.StringVar(&cfg.Model, "model", "", "the TorchScript `file` (MODEL.json beside it gives input size, mean and std)")
+	fs.StringVar(&cfg.Device, "device", "auto", "`device`: auto, cpu, cuda or cuda:N")
+	fs.StringVar(&cfg.Gate, "gate", "", "a gate `file` from gaia calibrate: its detector, taps, threshold and preprocessing")
+	dets := fs.String("detectors", "", "more detectors to score and report (`list`), besides the gate's")
+	fs.StringVar(&cfg.Transform, "transform", "", "image preprocessing as data spec `options` (resize=32x32, resize=256,center-crop=224); default the gate's")
+	fs.StringVar(&cfg.TapsZ, "taps-z", "", "GAIA-Z taps when there is no gate")
+	fs.StringVar(&cfg.TapsA, "taps-a", "", "GAIA-A taps when there is no gate")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen `address`")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "inputs per batch at most")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Millisecond, "how long a batch waits to fill")
+	fs.IntVar(&cfg.Queue, "queue", 0, "inputs waiting at most before requests get 503 (default 16 x max-batch)")
+	fs.IntVar(&cfg.MaxInputs, "max-inputs", 0, "inputs per request at most (default 4 x max-batch)")
+	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 32<<20, "request body `bytes` at most")
+	fs.Int64Var(&cfg.MaxPixels, "max-pixels", 4096*4096, "declared image `pixels` at most")
+	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per-request deadline, queue and scoring")
+	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	logJSON := fs.Bool("log-json", false, "logs as JSON lines (default text)")
+	debug := fs.Bool("debug", false, "log every request")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.Model == "" {
+		return usagef("serve: -model is required")
+	}
+	if err := torch.CheckDevice(cfg.Device); err != nil {
+		return usageError{err.Error()}
+	}
+	if *dets != "" {
+		d, err := gaia.ParseDetectors(*dets)
+		if err != nil {
+			return usagef("serve: -detectors: %v", err)
+		}
+		cfg.Detectors = d
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if *logJSON {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	cfg.Logger = slog.New(h)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	s, err := serve.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	cfg.Logger.Info("listening", "addr", ln.Addr().String())
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	select {
+	case err := <-errc:
+		s.Close()
+		return err
+	case <-ctx.Done():
+	}
+	cfg.Logger.Info("shutting down: finishing the requests in flight", "grace", *grace)
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	serr := hs.Shutdown(sctx)
+	cerr := s.Close()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("shutdown: %w", serr)
+	}
+	return cerr
+}

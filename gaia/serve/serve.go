@@ -1,0 +1,557 @@
+//go:build cgo
+
+// Package serve is an out-of-distribution gate over HTTP: a handler that
+// scores images (or tensors) with a model's detectors, gathers concurrent
+// requests into batches, and answers each with its prediction, its scores and
+// the decision of a gate calibrated by `gaia calibrate`.
+//
+//	s, err := serve.New(serve.Config{Model: "model.pt", Gate: "gate.json"})
+//	...
+//	http.Handle("/", s) // POST /v1/score, /healthz, /readyz, /metrics
+//	defer s.Close()
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// Config configures a Server. Zero values take the defaults.
+type Config struct {
+	Model  string // TorchScript file; MODEL.json beside it gives input size, mean and std
+	Device string // auto (default), cpu, cuda, cuda:N
+	// Gate is a gate file from `gaia calibrate` (optional). Its detector is
+	// always scored, with its taps; its model hash must match Model's.
+	Gate string
+	// Detectors to score besides the gate's (default: the gate's alone, or
+	// gaia-z without a gate).
+	Detectors []string
+	// Transform is the image preprocessing as data spec options
+	// ("resize=32x32", "resize=256,center-crop=224"); default the gate's
+	// (the calibration data's), else none: images must have the model's size.
+	Transform string
+	TapsZ     string // GAIA-Z taps without a gate (SelectTaps spec)
+	TapsA     string // GAIA-A taps without a gate
+
+	MaxBatch  int           // inputs per batch (default 32)
+	MaxWait   time.Duration // how long a batch waits to fill (default 5ms)
+	Queue     int           // inputs waiting at most (default 16 x MaxBatch)
+	MaxInputs int           // inputs per request (default MaxBatch x 4, at most Queue)
+	MaxBytes  int64         // request body (default 32 MiB)
+	MaxPixels int64         // declared image size (default 4096 x 4096)
+	Timeout   time.Duration // per request, queue and scoring (default 30s)
+	// DecodeWorkers bounds concurrent image decodes (default: the CPUs).
+	DecodeWorkers int
+
+	Logger *slog.Logger // default slog.Default()
+}
+
+// Server is an http.Handler serving /v1/score, /healthz, /readyz and /metrics.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mod     *torch.Module
+	scorer  *gaia.Scorer
+	gate    *gaia.Gate
+	gateCol int // the gate detector's index in scorer.Detectors
+	dec     *decoder
+	labels  []string
+	modelID string
+
+	q       *queue
+	decode  chan struct{}
+	mux     *http.ServeMux
+	metrics *metrics
+
+	ready     atomic.Bool
+	closing   atomic.Bool
+	closeOnce sync.Once
+	done      chan struct{} // closed when the batcher has stopped
+	closeErr  error
+
+	beforeBatch func()
+}
+
+// New loads the model and the gate, checks that they belong together, and
+// starts the batcher; the model is warmed up in the background (Ready).
+func New(cfg Config) (*Server, error) { return newServer(cfg, nil) }
+
+// newServer is New with a hook the batcher calls before each batch (tests
+// hold it to fill the queue).
+func newServer(cfg Config, beforeBatch func()) (*Server, error) {
+	if cfg.Model == "" {
+		return nil, errors.New("serve: no model")
+	}
+	if cfg.Device == "" {
+		cfg.Device = "auto"
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 32
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 5 * time.Millisecond
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 16 * cfg.MaxBatch
+	}
+	if cfg.MaxInputs <= 0 {
+		cfg.MaxInputs = 4 * cfg.MaxBatch
+	}
+	cfg.MaxInputs = min(cfg.MaxInputs, cfg.Queue)
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 32 << 20
+	}
+	if cfg.MaxPixels <= 0 {
+		cfg.MaxPixels = 4096 * 4096
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.DecodeWorkers <= 0 {
+		cfg.DecodeWorkers = runtime.NumCPU()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, beforeBatch: beforeBatch, decode: make(chan struct{}, cfg.DecodeWorkers), done: make(chan struct{})}
+
+	meta, err := gaia.LoadMeta(cfg.Model)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w (export the model with scripts/export.py)", err)
+	}
+	s.labels = meta.ClassNames
+	hash, err := gaia.FileSHA256(cfg.Model)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s.modelID = hash
+	opt := gaia.Options{Detectors: cfg.Detectors, TapsZ: cfg.TapsZ, TapsA: cfg.TapsA, Std: meta.Std}
+	transform := cfg.Transform
+	if cfg.Gate != "" {
+		g, err := gaia.LoadGate(cfg.Gate)
+		if err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		if g.ModelSHA256 != "" && g.ModelSHA256 != hash {
+			return nil, fmt.Errorf("serve: gate %s was calibrated on %s (sha256 %.12s), not on %s (sha256 %.12s)",
+				cfg.Gate, g.Model, g.ModelSHA256, cfg.Model, hash)
+		}
+		s.gate = g
+		if err := gateOptions(g, &opt); err != nil {
+			return nil, fmt.Errorf("serve: gate %s: %w", cfg.Gate, err)
+		}
+		if transform == "" {
+			transform = g.Transform
+		}
+	} else if len(opt.Detectors) == 0 {
+		opt.Detectors = []string{gaia.GAIAZ}
+	}
+	c, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
+	tf, err := data.ParseTransform(transform, c, h, w, meta.Mean, meta.Std)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s.dec = &decoder{shape: shape{c, h, w}, transform: tf, maxPixels: cfg.MaxPixels, maxInputs: cfg.MaxInputs}
+
+	if s.mod, err = torch.Load(cfg.Model, cfg.Device); err != nil {
+		return nil, err
+	}
+	if s.scorer, err = gaia.NewScorer(s.mod, opt); err != nil {
+		s.mod.Close()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if s.gate != nil {
+		if err := checkGateTaps(s.gate, s.scorer); err != nil {
+			s.mod.Close()
+			return nil, fmt.Errorf("serve: gate %s: %w", cfg.Gate, err)
+		}
+		for i, d := range s.scorer.Detectors() {
+			if d == s.gate.Detector {
+				s.gateCol = i
+			}
+		}
+	}
+	s.metrics = newMetrics(cfg.MaxBatch)
+	s.q = newQueue(cfg.Queue, func(n int) { s.metrics.queueDepth.Set(float64(n)) })
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /v1/score", s.handleScore)
+	s.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		s.writeError(w, r, time.Now(), &requestError{http.StatusMethodNotAllowed, "use POST"})
+	})
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.log.Info("model loaded", "model", cfg.Model, "device", s.mod.Device(), "detectors", s.scorer.Detectors(),
+		"transform", tf.Describe(), "gate", cfg.Gate, "max_batch", cfg.MaxBatch, "max_wait", cfg.MaxWait, "queue", cfg.Queue)
+	go s.run()
+	return s, nil
+}
+
+// gateOptions makes the scorer compute the gate's detector as it was
+// calibrated: its taps, its ODIN settings.
+func gateOptions(g *gaia.Gate, opt *gaia.Options) error {
+	dets := []string{g.Detector}
+	for _, d := range opt.Detectors {
+		if d != g.Detector {
+			dets = append(dets, d)
+		}
+	}
+	if _, err := gaia.ParseDetectors(g.Detector); err != nil {
+		return err
+	}
+	opt.Detectors = dets
+	taps := ""
+	for i, t := range g.Taps {
+		if i > 0 {
+			taps += ","
+		}
+		taps += t
+	}
+	switch g.Detector {
+	case gaia.GAIAZ, gaia.GAIAZFast:
+		if taps != "" {
+			opt.TapsZ = taps
+		}
+	case gaia.GAIAA:
+		if taps != "" {
+			opt.TapsA = taps
+		}
+	case gaia.ODIN:
+		opt.ODINTemperature, opt.ODINEpsilon = g.ODINT, g.ODINEps
+	}
+	return nil
+}
+
+// checkGateTaps refuses a scorer whose taps differ from the gate's.
+func checkGateTaps(g *gaia.Gate, s *gaia.Scorer) error {
+	if len(g.Taps) == 0 {
+		return nil
+	}
+	var taps []torch.Tap
+	switch g.Detector {
+	case gaia.GAIAZ, gaia.GAIAZFast:
+		taps = s.TapsZ()
+	case gaia.GAIAA:
+		taps = s.TapsA()
+		if g.FeatureMap != "" && s.FeatureMap().Name != g.FeatureMap {
+			return fmt.Errorf("calibrated with feature map %s, the model's is %s", g.FeatureMap, s.FeatureMap().Name)
+		}
+	default:
+		return nil
+	}
+	if len(taps) != len(g.Taps) {
+		return fmt.Errorf("calibrated with %d taps, the model gives %d", len(g.Taps), len(taps))
+	}
+	for i, t := range taps {
+		if t.Name != g.Taps[i] {
+			return fmt.Errorf("calibrated with tap %s, the model gives %s", g.Taps[i], t.Name)
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the model is loaded and warmed up and the server is
+// not shutting down.
+func (s *Server) Ready() bool { return s.ready.Load() && !s.closing.Load() }
+
+// Detectors are the detectors scored for each input, gate's first.
+func (s *Server) Detectors() []string { return s.scorer.Detectors() }
+
+// Registry is the server's Prometheus registry (what /metrics serves), for
+// embedders that gather it elsewhere.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// ServeHTTP routes to the endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Close stops taking requests, scores those already queued, then frees the
+// model. Requests in flight get their answers; new ones get 503. It waits
+// for the batcher and is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.q.close()
+		<-s.done
+		s.closeErr = s.mod.Close()
+		s.log.Info("server closed")
+	})
+	return s.closeErr
+}
+
+// run warms the model up, then scores batches until the queue closes.
+func (s *Server) run() {
+	defer close(s.done)
+	start := time.Now()
+	per := s.dec.shape.size()
+	buf := make([]float32, s.cfg.MaxBatch*per)
+	for _, n := range []int{1, s.cfg.MaxBatch} {
+		x := &torch.Tensor{Shape: []int{n, s.dec.shape.c, s.dec.shape.h, s.dec.shape.w}, Data: buf[:n*per]}
+		if _, err := s.scorer.Score(x); err != nil {
+			s.log.Error("warm-up failed", "batch", n, "err", err)
+			break
+		}
+	}
+	s.ready.Store(true)
+	s.log.Info("ready", "warmup", time.Since(start).Round(time.Millisecond))
+	var batch []segment
+	for {
+		var ok bool
+		batch, ok = s.q.gather(batch[:0], s.cfg.MaxBatch, s.cfg.MaxWait)
+		if !ok {
+			return
+		}
+		if s.beforeBatch != nil {
+			s.beforeBatch()
+		}
+		s.score(batch, buf)
+	}
+}
+
+// score runs one batch and hands each job its outputs.
+func (s *Server) score(batch []segment, buf []float32) {
+	per := s.dec.shape.size()
+	n := 0
+	for _, sg := range batch {
+		n += copy(buf[n*per:], sg.j.x[sg.from*per:sg.to*per]) / per
+	}
+	t0 := time.Now()
+	x := &torch.Tensor{Shape: []int{n, s.dec.shape.c, s.dec.shape.h, s.dec.shape.w}, Data: buf[:n*per]}
+	bs, err := s.scorer.Score(x)
+	s.metrics.batchSize.Observe(float64(n))
+	s.metrics.batchSeconds.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		s.log.Error("batch failed", "inputs", n, "err", err)
+	}
+	i := 0
+	for _, sg := range batch {
+		if err != nil {
+			sg.j.complete(sg.from, nil, fmt.Errorf("scoring failed: %w", err))
+			continue
+		}
+		outs := make([]output, sg.to-sg.from)
+		for k := range outs {
+			o := output{pred: bs.Pred[i], prob: bs.Prob[i], scores: make([]float64, len(bs.Scores))}
+			for d := range bs.Scores {
+				o.scores[d] = bs.Scores[d][i]
+			}
+			outs[k] = o
+			i++
+		}
+		sg.j.complete(sg.from, outs, nil)
+	}
+}
+
+// Response is the answer to POST /v1/score.
+type Response struct {
+	Model     string   `json:"model_sha256"`
+	Detectors []string `json:"detectors"`
+	Results   []Result `json:"results"`
+}
+
+// Result is one input's answer.
+type Result struct {
+	Index       int              `json:"index"`
+	Name        string           `json:"name,omitempty"`
+	Class       int              `json:"class"`
+	Label       string           `json:"label,omitempty"`
+	Probability float64          `json:"probability"`
+	Scores      map[string]Score `json:"scores"`
+	Gate        *Decision        `json:"gate,omitempty"`
+}
+
+// Decision is the gate's verdict on one input: OOD when its score is above
+// the threshold.
+type Decision struct {
+	Detector  string  `json:"detector"`
+	Score     Score   `json:"score"`
+	Threshold float64 `json:"threshold"`
+	OOD       bool    `json:"ood"`
+}
+
+// Score is a detector score; JSON has no infinities, so +Inf (GAIA-A when
+// the output gradient is zero), -Inf and NaN are written as strings.
+type Score float64
+
+// MarshalJSON writes finite scores as numbers and the others as "+Inf",
+// "-Inf" or "NaN".
+func (v Score) MarshalJSON() ([]byte, error) {
+	f := float64(v)
+	switch {
+	case math.IsInf(f, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(f, -1):
+		return []byte(`"-Inf"`), nil
+	case math.IsNaN(f):
+		return []byte(`"NaN"`), nil
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (v *Score) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"+Inf"`:
+		*v = Score(math.Inf(1))
+	case `"-Inf"`:
+		*v = Score(math.Inf(-1))
+	case `"NaN"`:
+		*v = Score(math.NaN())
+	default:
+		f, err := strconv.ParseFloat(string(b), 64)
+		if err != nil {
+			return fmt.Errorf("score %s: %w", b, err)
+		}
+		*v = Score(f)
+	}
+	return nil
+}
+
+type errorBody struct {
+	Error  string `json:"error"`
+	Status int    `json:"status"`
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case s.closing.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case !s.ready.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warming up"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	if s.closing.Load() {
+		s.writeError(w, r, start, &requestError{http.StatusServiceUnavailable, errShutdown.Error()})
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBytes {
+		s.writeError(w, r, start, &requestError{http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxBytes)})
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBytes)
+	select {
+	case s.decode <- struct{}{}:
+	case <-ctx.Done():
+		s.writeError(w, r, start, ctxError(r, ctx))
+		return
+	}
+	in, err := s.dec.decode(r.Header.Get("Content-Type"), body)
+	<-s.decode
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			err = &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the limit of %d bytes", s.cfg.MaxBytes)}
+		}
+		s.writeError(w, r, start, err)
+		return
+	}
+	j := newJob(ctx, in.x, in.n)
+	if err := s.q.push(j); err != nil {
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, errQueueFull) {
+			w.Header().Set("Retry-After", "1")
+		}
+		s.writeError(w, r, start, &requestError{status, err.Error()})
+		return
+	}
+	select {
+	case <-j.finished:
+	case <-ctx.Done():
+		s.q.remove(j)
+		select {
+		case <-j.finished: // finished meanwhile: answer it
+		default:
+			s.writeError(w, r, start, ctxError(r, ctx))
+			return
+		}
+	}
+	if j.err != nil {
+		s.writeError(w, r, start, j.err)
+		return
+	}
+	dets := s.scorer.Detectors()
+	resp := Response{Model: s.modelID, Detectors: dets, Results: make([]Result, in.n)}
+	for i, o := range j.res {
+		res := Result{Index: i, Name: in.names[i], Class: o.pred, Probability: o.prob, Scores: make(map[string]Score, len(dets))}
+		if o.pred < len(s.labels) {
+			res.Label = s.labels[o.pred]
+		}
+		for d, name := range dets {
+			res.Scores[name] = Score(o.scores[d])
+		}
+		decision := "none"
+		if s.gate != nil {
+			sc := o.scores[s.gateCol]
+			ood := !s.gate.Accept(sc) // NaN is not accepted
+			res.Gate = &Decision{Detector: s.gate.Detector, Score: Score(sc), Threshold: s.gate.Threshold, OOD: ood}
+			decision = "accepted"
+			if ood {
+				decision = "ood"
+			}
+		}
+		s.metrics.inputs.WithLabelValues(decision).Inc()
+		resp.Results[i] = res
+	}
+	writeJSON(w, http.StatusOK, resp)
+	s.metrics.observe(http.StatusOK, start)
+	s.log.Debug("scored", "inputs", in.n, "elapsed", time.Since(start))
+}
+
+// ctxError says why a request's context ended: the client went away (499,
+// as nginx counts it; nobody reads the answer) or the server's timeout (503).
+func ctxError(r *http.Request, ctx context.Context) error {
+	if r.Context().Err() != nil {
+		return &requestError{499, "client closed the request"}
+	}
+	return &requestError{http.StatusServiceUnavailable, "timed out before scoring finished"}
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, start time.Time, err error) {
+	status := http.StatusInternalServerError
+	var re *requestError
+	if errors.As(err, &re) {
+		status = re.status
+	}
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, errorBody{Error: err.Error(), Status: status})
+	s.metrics.observe(status, start)
+	level := slog.LevelInfo
+	if status >= 500 && status != http.StatusServiceUnavailable {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "request refused", "status", status, "err", err.Error(),
+		"remote", r.RemoteAddr, "content_type", r.Header.Get("Content-Type"))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
