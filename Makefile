@@ -75,6 +75,7 @@ deps: $(TORCH_MK)
 
 build: $(TORCH_MK) $(if $(WITH_CUDA),$(CUDA_LIB_A) $(BUILD)/cuda/libcudart.so)
 	$(GO) build -o bin/gaia ./cmd/gaia
+	$(GO) build -o bin/gaia-load ./cmd/gaia-load
 
 $(CUDA_LIB_A): cuda/reduce.cu cuda/gaia_cuda.h
 	@mkdir -p $(dir $@)

@@ -162,6 +162,7 @@ func NumThreads() int { return int(desiredThreads()) }
 type worker struct {
 	calls   chan func()
 	applied int32
+	threads atomic.Int32 // this module's own thread count (0: the process's)
 }
 
 func startWorker() *worker {
@@ -169,7 +170,11 @@ func startWorker() *worker {
 	go func() {
 		runtime.LockOSThread()
 		for f := range w.calls {
-			if n := desiredThreads(); n != w.applied {
+			n := w.threads.Load()
+			if n <= 0 {
+				n = desiredThreads()
+			}
+			if n != w.applied {
 				C.gaia_set_num_threads(C.int32_t(n))
 				w.applied = n
 			}
@@ -190,6 +195,11 @@ func (w *worker) do(f func()) {
 }
 
 func (w *worker) stop() { close(w.calls) }
+
+// SetThreads sets this module's intra-op threads from its next call on; 0
+// returns it to the process's setting (SetNumThreads). A server may run
+// single inputs on one thread and batches on all.
+func (m *Module) SetThreads(n int) { m.w.threads.Store(int32(max(0, n))) }
 
 // threadsInUse is LibTorch's intra-op thread count on the module's thread.
 func (m *Module) threadsInUse() int {

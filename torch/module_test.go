@@ -437,6 +437,15 @@ func TestVersionAndThreads(t *testing.T) {
 		assert.Equal(t, n, m.threadsInUse())
 		assert.Equal(t, n, NumThreads())
 	}
+	// A module's own count wins over the process's, until reset to 0.
+	m.SetThreads(2)
+	_, err = m.Forward(x)
+	require.NoError(t, err)
+	assert.Equal(t, 2, m.threadsInUse())
+	m.SetThreads(0)
+	_, err = m.Forward(x)
+	require.NoError(t, err)
+	assert.Equal(t, 3, m.threadsInUse())
 }
 
 // TestNoCgoBuildFailsClearly: CGO_ENABLED=0 gives a message, not a link error.

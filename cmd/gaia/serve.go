@@ -35,6 +35,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 32<<20, "request body `bytes` at most")
 	fs.Int64Var(&cfg.MaxPixels, "max-pixels", 4096*4096, "declared image `pixels` at most")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per-request deadline, queue and scoring")
+	fs.IntVar(&cfg.Threads, "threads", 0, "LibTorch intra-op threads for batches (default: every core)")
+	fs.IntVar(&cfg.SmallBatch, "small-batch", 4, "batches of fewer inputs run on one thread (1: never)")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	logJSON := fs.Bool("log-json", false, "logs as JSON lines (default text)")
 	debug := fs.Bool("debug", false, "log every request")
