@@ -30,6 +30,10 @@ Usage:
         the model's taps (name, kind, channels, shape), its classifier input and the devices
   gaia score --model MODEL.pt --data SPEC [--detectors all] [--batch 128] [--out scores.csv]
         one OOD score per sample and detector (higher = more out-of-distribution)
+  gaia score ... --shard i/N|k8s|slurm|auto --out-dir DIR
+        one of N disjoint parts of the data, with a manifest; a complete part is skipped on rerun
+  gaia merge DIR --out scores.csv
+        the shards of DIR, each present once and all from one job, as one score file
   gaia eval --id id.csv --ood NAME=ood.csv [--ood NAME2=...] [--format table]
         FPR95, AUROC, AUPR-In, AUPR-Out per OOD set and detector, and their mean
   gaia calibrate --id id.csv --detector gaia-a --tpr 0.95 --out gate.json
@@ -80,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runBench(args[1:], stdout, stderr)
 	case "speed":
 		return runSpeed(args[1:], stdout, stderr)
+	case "merge":
+		return runMerge(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
 	case "version":

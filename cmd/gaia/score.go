@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,8 +109,24 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	f.register(fs)
 	spec := fs.String("data", "", "the dataset `SPEC`: cifar-bin:PATH, cifar100-bin:PATH, mnist:PATH, folder:PATH, list:PATH or noise:uniform|gaussian,n=N,shape=CxHxW,seed=S; options after commas: resize=HxW, center-crop=HxW, random-crop=HxW, gray, rgb")
 	out := fs.String("out", "-", "the score `file` to write (CSV; - for stdout)")
+	shard := fs.String("shard", "", "score one part: i/N (0-based), k8s (JOB_COMPLETION_INDEX), slurm (SLURM_ARRAY_TASK_ID) or auto; writes into -out-dir")
+	shards := fs.Int("shards", 0, "the number of shards, where the engine does not say (Kubernetes: the Job's completions; or GAIA_SHARDS)")
+	outDir := fs.String("out-dir", "", "with -shard: the folder (local or a mounted volume) for shard-I-of-N.csv and its manifest")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *shard != "" || *outDir != "" {
+		if *shard == "" || *outDir == "" {
+			return usagef("score: -shard and -out-dir go together")
+		}
+		if *out != "-" {
+			return usagef("score: with -shard the output goes to -out-dir, not -out")
+		}
+		sh, err := gaia.ParseShard(*shard, *shards, os.Getenv)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		return runShard(&f, sh, *spec, *outDir, stdout, stderr)
 	}
 	if f.model == "" || *spec == "" {
 		return usagef("score: -model and -data are required")
@@ -146,6 +163,18 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 
 // scoreSet scores one dataset spec into the score file out.
 func scoreSet(ctx context.Context, f *scoreFlags, dets []string, spec, out string, stdout, stderr, progress io.Writer) (gaia.Summary, error) {
+	return scoreRange(ctx, f, dets, spec, out, nil, stdout, stderr, progress)
+}
+
+// shardJob is one shard's part of scoreRange's work.
+type shardJob struct {
+	shard gaia.Shard
+	dir   string
+}
+
+// scoreRange scores a dataset spec, or with sh one shard of it into sh.dir
+// with its manifest, into the score file out.
+func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out string, sh *shardJob, stdout, stderr, progress io.Writer) (gaia.Summary, error) {
 	c, h, w, mean, std, err := modelInput(f.model, f.input, f.mean, f.std)
 	if err != nil {
 		return gaia.Summary{}, err
@@ -162,6 +191,28 @@ func scoreSet(ctx context.Context, f *scoreFlags, dets []string, spec, out strin
 	if err != nil {
 		return gaia.Summary{}, err
 	}
+	start, end := 0, src.Len()
+	var man *gaia.Manifest
+	if sh != nil {
+		start, end = sh.shard.Range(src.Len())
+		if man, err = shardManifest(f, dets, sp, src, sh.shard, start, end); err != nil {
+			return gaia.Summary{}, err
+		}
+		done, err := gaia.ShardComplete(sh.dir, sh.shard, man)
+		if err != nil {
+			return gaia.Summary{}, err
+		}
+		if done {
+			fmt.Fprintf(stderr, "shard %s (samples %d to %d) is already complete in %s: skipped\n", sh.shard, start, end, sh.dir)
+			return gaia.Summary{}, nil
+		}
+		out = gaia.ScoreFilePath(sh.dir, sh.shard)
+		// A killed earlier try may have left its temporary file behind.
+		stale, _ := filepath.Glob(filepath.Join(sh.dir, "."+sh.shard.Name()+".csv.partial-*"))
+		for _, p := range stale {
+			os.Remove(p)
+		}
+	}
 	m, err := torch.Load(f.model, f.device)
 	if err != nil {
 		return gaia.Summary{}, err
@@ -174,46 +225,115 @@ func scoreSet(ctx context.Context, f *scoreFlags, dets []string, spec, out strin
 	}
 	if progress != nil {
 		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.model, m.Device(), src.Describe(), tf.Describe())
+		if sh != nil {
+			fmt.Fprintf(stderr, "shard %s: samples %d to %d of %d -> %s\n", sh.shard, start, end, src.Len(), out)
+		}
 		fmt.Fprint(stderr, s.Describe())
 	}
 	sw, err := gaia.CreateScoreWriter(out, dets, stdout)
 	if err != nil {
 		return gaia.Summary{}, err
 	}
-	l := &data.Loader{Src: src, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad}
-	p := gaia.NewProgress(progress, "score", src.Len())
-	sum, err := gaia.ScoreDataset(ctx, s, l, sw, p)
-	if p != nil {
-		p.Finish()
-	}
-	if err != nil {
-		sw.Abort()
-		return sum, err
-	}
-	if sum.Rows == 0 {
-		sw.Abort()
-		return sum, fmt.Errorf("%s: every sample was skipped as unreadable", src.Describe())
+	var sum gaia.Summary
+	if end > start { // a shard of a set smaller than the shard count may be empty
+		l := &data.Loader{Src: src, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad, Start: start, End: end}
+		p := gaia.NewProgress(progress, "score", end-start)
+		sum, err = gaia.ScoreDataset(ctx, s, l, sw, p)
+		if p != nil {
+			p.Finish()
+		}
+		if err != nil {
+			sw.Abort()
+			return sum, err
+		}
+		if sum.Rows == 0 {
+			sw.Abort()
+			return sum, fmt.Errorf("%s: every sample was skipped as unreadable", src.Describe())
+		}
 	}
 	if err := sw.Commit(); err != nil {
 		return sum, err
 	}
-	if out != "-" {
-		if err := writeProvenance(out, f, dets, spec, s, m, sum.Rows); err != nil {
-			return sum, err
-		}
-	}
 	if len(sum.Skipped) > 0 {
 		fmt.Fprintf(stderr, "skipped %d unreadable samples, the first: %v\n", len(sum.Skipped), sum.Skipped[0].Err)
 	}
-	return sum, nil
+	if out == "-" {
+		return sum, nil
+	}
+	meta, err := provenance(f, dets, spec, s, m, sum.Rows)
+	if err != nil {
+		return sum, err
+	}
+	if sh == nil {
+		return sum, gaia.WriteJSON(gaia.ScoreMetaPath(out), meta)
+	}
+	// The manifest goes last: until it is there, the shard does not count.
+	man.Score, man.Rows, man.Skipped = *meta, sum.Rows, len(sum.Skipped)
+	if man.FileSHA256, err = gaia.FileSHA256(out); err != nil {
+		return sum, err
+	}
+	return sum, gaia.WriteJSON(gaia.ManifestPath(sh.dir, sh.shard), man)
 }
 
-// writeProvenance writes FILE.json beside a score file: the model's identity,
-// the data, the detectors and their taps.
-func writeProvenance(out string, f *scoreFlags, dets []string, spec string, s *gaia.Scorer, m *torch.Module, rows int) error {
+// shardManifest is what a shard's manifest says before scoring: enough to
+// tell whether an output already in the folder is this job's.
+func shardManifest(f *scoreFlags, dets []string, sp *data.Spec, src data.Source, sh gaia.Shard, start, end int) (*gaia.Manifest, error) {
 	hash, err := gaia.FileSHA256(f.model)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	fp, err := data.Fingerprint(sp, src)
+	if err != nil {
+		return nil, err
+	}
+	return &gaia.Manifest{Shard: sh.Index, Shards: sh.Count, Start: start, End: end, File: sh.Name() + ".csv",
+		DataSHA256: fp, Samples: src.Len(),
+		Score: gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: sp.Raw, Detectors: dets},
+		ScoreConfig: fmt.Sprintf("taps-z=%q taps-a=%q odin-temperature=%g odin-epsilon=%g input=%q mean=%q std=%q",
+			f.tapsZ, f.tapsA, f.odinT, f.odinEps, f.input, f.mean, f.std)}, nil
+}
+
+// runShard scores one shard of a dataset into dir; a shard already complete
+// there is skipped.
+func runShard(f *scoreFlags, sh gaia.Shard, spec, dir string, stdout, stderr io.Writer) error {
+	if f.model == "" || spec == "" {
+		return usagef("score: -model and -data are required")
+	}
+	if f.batch <= 0 {
+		return usagef("score: -batch must be positive")
+	}
+	if err := torch.CheckDevice(f.device); err != nil {
+		return usageError{err.Error()}
+	}
+	dets, err := gaia.ParseDetectors(f.detectors)
+	if err != nil {
+		return usagef("score: -detectors: %v", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output folder: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var progress io.Writer = stderr
+	if f.quiet {
+		progress = nil
+	}
+	sum, err := scoreRange(ctx, f, dets, spec, "", &shardJob{sh, dir}, stdout, stderr, progress)
+	if err != nil {
+		return fmt.Errorf("shard %s: %w", sh, err)
+	}
+	if !f.quiet && sum.Elapsed > 0 {
+		fmt.Fprintf(stderr, "shard %s: scored %d samples in %.1fs -> %s\n", sh, sum.Rows, sum.Elapsed.Seconds(), gaia.ScoreFilePath(dir, sh))
+	}
+	return nil
+}
+
+// provenance is what FILE.json says beside a score file: the model's
+// identity, the data, the detectors and their taps.
+func provenance(f *scoreFlags, dets []string, spec string, s *gaia.Scorer, m *torch.Module, rows int) (*gaia.ScoreMeta, error) {
+	hash, err := gaia.FileSHA256(f.model)
+	if err != nil {
+		return nil, err
 	}
 	meta := &gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: spec, Detectors: dets,
 		ODINT: f.odinT, ODINEps: f.odinEps, Device: m.Device(), LibTorch: torch.Version(), Rows: rows,
@@ -227,5 +347,5 @@ func writeProvenance(out string, f *scoreFlags, dets []string, spec string, s *g
 	if s.TapsA() != nil {
 		meta.FeatureMap = s.FeatureMap().Name
 	}
-	return gaia.WriteJSON(gaia.ScoreMetaPath(out), meta)
+	return meta, nil
 }

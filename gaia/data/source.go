@@ -19,7 +19,11 @@
 package data
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -129,4 +133,43 @@ func parseHW(v string) (int, int, error) {
 		return 0, 0, fmt.Errorf("%q: want HxW or a positive number", v)
 	}
 	return s, s, nil
+}
+
+// Fingerprint identifies a dataset as a spec opens it, the same on every
+// machine that sees the same data: a SHA-256 over the kind, the transform
+// options, the number of samples and, for folders and lists, every file's
+// path relative to the root with its label (for CIFAR and MNIST files, their
+// size; noise is its spec). Shards of one job must agree on it.
+func Fingerprint(sp *Spec, src Source) (string, error) {
+	h := sha256.New()
+	opts, err := TransformOptions(sp.Raw)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(h, "kind=%s\ntransform=%s\nn=%d\n", sp.Kind, opts, src.Len())
+	switch s := src.(type) {
+	case *files:
+		root := sp.Arg
+		if sp.Kind == "list" {
+			root = sp.Options["root"]
+			if root == "" {
+				root = filepath.Dir(sp.Arg)
+			}
+		}
+		for i, p := range s.paths {
+			if rel, err := filepath.Rel(root, p); err == nil {
+				p = rel
+			}
+			fmt.Fprintf(h, "%s\t%d\n", filepath.ToSlash(p), s.labels[i])
+		}
+	case *noise:
+		fmt.Fprintf(h, "noise=%s\n", sp.Raw)
+	default:
+		fi, err := os.Stat(sp.Arg)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "size=%d\n", fi.Size())
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
