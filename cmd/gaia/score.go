@@ -88,7 +88,7 @@ func (f *scoreFlags) register(fs interface {
 	BoolVar(*bool, string, bool, string)
 }) {
 	fs.StringVar(&f.model, "model", "", "the TorchScript `file` (MODEL.json beside it gives input size, mean and std)")
-	fs.StringVar(&f.device, "device", "auto", "`device`: auto, cpu, cuda or cuda:N")
+	fs.StringVar(&f.device, "device", "auto", "`device`: auto, cpu, cuda, cuda:N, cuda:all or a list (cuda:0,cuda:2): one model replica per device")
 	fs.StringVar(&f.detectors, "detectors", "all", "comma-separated `list` of "+strings.Join(gaia.AllDetectors, ", ")+", or all")
 	fs.IntVar(&f.batch, "batch", 128, "batch `size`")
 	fs.IntVar(&f.workers, "workers", 0, "decoding `goroutines` (default: the number of CPUs)")
@@ -134,7 +134,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if f.batch <= 0 {
 		return usagef("score: -batch must be positive")
 	}
-	if err := torch.CheckDevice(f.device); err != nil {
+	if _, err := torch.Devices(f.device, 1); err != nil {
 		return usageError{err.Error()}
 	}
 	dets, err := gaia.ParseDetectors(f.detectors)
@@ -213,18 +213,16 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 			os.Remove(p)
 		}
 	}
-	m, err := torch.Load(f.model, f.device)
+	mods, scorers, err := loadReplicas(f, dets, std)
+	for _, m := range mods {
+		defer m.Close()
+	}
 	if err != nil {
 		return gaia.Summary{}, err
 	}
-	defer m.Close()
-	s, err := gaia.NewScorer(m, gaia.Options{Detectors: dets, TapsZ: f.tapsZ, TapsA: f.tapsA,
-		ODINTemperature: f.odinT, ODINEpsilon: f.odinEps, Std: std})
-	if err != nil {
-		return gaia.Summary{}, err
-	}
+	m, s := mods[0], scorers[0]
 	if progress != nil {
-		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.model, m.Device(), src.Describe(), tf.Describe())
+		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.model, devicesOf(mods), src.Describe(), tf.Describe())
 		if sh != nil {
 			fmt.Fprintf(stderr, "shard %s: samples %d to %d of %d -> %s\n", sh.shard, start, end, src.Len(), out)
 		}
@@ -238,7 +236,7 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	if end > start { // a shard of a set smaller than the shard count may be empty
 		l := &data.Loader{Src: src, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad, Start: start, End: end}
 		p := gaia.NewProgress(progress, "score", end-start)
-		sum, err = gaia.ScoreDataset(ctx, s, l, sw, p)
+		sum, err = gaia.ScoreDatasetOn(ctx, scorers, l, sw, p)
 		if p != nil {
 			p.Finish()
 		}
@@ -261,6 +259,7 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 		return sum, nil
 	}
 	meta, err := provenance(f, dets, spec, s, m, sum.Rows)
+	meta.Device = devicesOf(mods)
 	if err != nil {
 		return sum, err
 	}
@@ -273,6 +272,48 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 		return sum, err
 	}
 	return sum, gaia.WriteJSON(gaia.ManifestPath(sh.dir, sh.shard), man)
+}
+
+// loadReplicas loads the model on each device of f.device (cuda:all, a
+// list, or one) with a scorer each. CPU replicas share the cores.
+func loadReplicas(f *scoreFlags, dets []string, std []float64) ([]*torch.Module, []*gaia.Scorer, error) {
+	devs, err := torch.Devices(f.device, torch.CUDADeviceCount())
+	if err != nil {
+		return nil, nil, err
+	}
+	cpus := 0
+	for _, d := range devs {
+		if d == "cpu" {
+			cpus++
+		}
+	}
+	var mods []*torch.Module
+	var scorers []*gaia.Scorer
+	for _, d := range devs {
+		m, err := torch.Load(f.model, d)
+		if err != nil {
+			return mods, nil, err
+		}
+		mods = append(mods, m)
+		if cpus > 1 && d == "cpu" {
+			m.SetThreads(max(1, torch.NumThreads()/cpus))
+		}
+		s, err := gaia.NewScorer(m, gaia.Options{Detectors: dets, TapsZ: f.tapsZ, TapsA: f.tapsA,
+			ODINTemperature: f.odinT, ODINEpsilon: f.odinEps, Std: std})
+		if err != nil {
+			return mods, nil, err
+		}
+		scorers = append(scorers, s)
+	}
+	return mods, scorers, nil
+}
+
+func devicesOf(mods []*torch.Module) string {
+	var d []string
+	for _, m := range mods {
+		d = append(d, m.Device())
+	}
+	return strings.Join(d, ",")
 }
 
 // shardManifest is what a shard's manifest says before scoring: enough to
@@ -302,7 +343,7 @@ func runShard(f *scoreFlags, sh gaia.Shard, spec, dir string, stdout, stderr io.
 	if f.batch <= 0 {
 		return usagef("score: -batch must be positive")
 	}
-	if err := torch.CheckDevice(f.device); err != nil {
+	if _, err := torch.Devices(f.device, 1); err != nil {
 		return usageError{err.Error()}
 	}
 	dets, err := gaia.ParseDetectors(f.detectors)

@@ -240,3 +240,33 @@ func TestParseShard(t *testing.T) {
 		}
 	}
 }
+
+// One replica per device of a list, fed by one loader: the score file of a
+// single-device run, rows in input order.
+func TestDeviceList(t *testing.T) {
+	model := filepath.Join(testenv.Root(), "models", "mnist_resnet.pt")
+	spec := "noise:uniform,n=230,shape=1x28x28,seed=4"
+	tmp := t.TempDir()
+	one, three := filepath.Join(tmp, "one.csv"), filepath.Join(tmp, "three.csv")
+	dev := testenv.Device()
+	_, stderr, err := runCmd("score", "--quiet", "--model", model, "--data", spec, "--detectors", "gaia-z,gaia-a,msp",
+		"--batch", "8", "--device", dev, "--out", one)
+	require.NoError(t, err, stderr)
+	_, stderr, err = runCmd("score", "--quiet", "--model", model, "--data", spec, "--detectors", "gaia-z,gaia-a,msp",
+		"--batch", "8", "--device", dev+","+dev+","+dev, "--out", three)
+	if testenv.OnCUDA() {
+		require.ErrorContains(t, err, "named twice")
+		return
+	}
+	require.NoError(t, err, stderr)
+	checkSameScores(t, one, three)
+	meta, err := gaia.ReadScoreMeta(three)
+	require.NoError(t, err)
+	assert.Equal(t, "cpu,cpu,cpu", meta.Device)
+
+	for dev, msg := range map[string]string{"cuda:x": "unknown device", "cpu,auto": "auto only alone", "cuda:1,cuda:1": "named twice"} {
+		_, _, err = runCmd("score", "--model", model, "--data", spec, "--device", dev)
+		assert.True(t, isUsage(err), dev)
+		assert.ErrorContains(t, err, msg)
+	}
+}
