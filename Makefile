@@ -108,6 +108,7 @@ testdata: $(TORCH_MK)
 	$(TORCH_PYTHON) scripts/metrics_reference.py --out $(TESTDATA)/metrics_cases.json
 
 test: build testdata cuda-kernels
+	$(TORCH_PYTHON) scripts/test_export.py
 	$(GO) vet ./...
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 

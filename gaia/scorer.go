@@ -64,7 +64,7 @@ func ParseDetectors(s string) ([]string, error) {
 type Options struct {
 	Detectors         []string
 	TapsZ             string    // GAIA-Z taps (SelectTaps spec); default: every normalization tap
-	TapsA             string    // GAIA-A inner taps; default: the last two stages ("last:2")
+	TapsA             string    // GAIA-A inner taps; default: the last two stages ("last:2"), for BiT its last block
 	ODINTemperature   float64   // default 1000
 	ODINEpsilon       float64   // default 0.0014; in units of the unnormalized input
 	EnergyTemperature float64   // default 1
@@ -162,7 +162,12 @@ func NewScorer(m *torch.Module, opt Options) (*Scorer, error) {
 			return nil, fmt.Errorf("gaia-a: the model has no feature map before global pooling or no classifier input (see gaia info)")
 		}
 		if opt.TapsA == "" {
-			s.tapsA, s.stagesOK = LastStages(all, 2)
+			if spec := bitLastBlock(all); spec != "" {
+				s.tapsA, err = SelectTaps(all, spec)
+				s.stagesOK = err == nil
+			} else {
+				s.tapsA, s.stagesOK = LastStages(all, 2)
+			}
 		} else if s.tapsA, err = SelectTaps(all, opt.TapsA); err != nil {
 			return nil, fmt.Errorf("gaia-a: %w", err)
 		} else {

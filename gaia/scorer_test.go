@@ -51,7 +51,7 @@ func loadDetRef(t *testing.T, dir, name string) *detRef {
 // ResNet-20 with real images when ../shared/data is there.
 func TestDetectorsMatchReference(t *testing.T) {
 	dir := testenv.Testdata(t)
-	names := []string{"resnet18", "densenet121", "cifar_resnet20", "cifar10_resnet20"}
+	names := []string{"resnet18", "densenet121", "bit_s_r50x1", "cifar_resnet20", "cifar10_resnet20"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			if name == "cifar10_resnet20" {

@@ -195,3 +195,22 @@ func indices(taps []torch.Tap) []int {
 	}
 	return out
 }
+
+// bitLastBlock is GAIA-A's default for BiT-style ResNetV2 models (GroupNorm
+// taps under body.blockK, as the official port names them): the GroupNorms
+// of the last block, as the GAIA authors chose for BiT; "" for other models.
+func bitLastBlock(all []torch.Tap) string {
+	last := 0
+	for _, t := range NormTaps(all) {
+		if t.Kind != torch.KindGroupNorm || !strings.HasPrefix(t.Name, "body.block") {
+			continue
+		}
+		if n, ok := stageOf(t.Name); ok && n > last {
+			last = n
+		}
+	}
+	if last == 0 {
+		return ""
+	}
+	return fmt.Sprintf("body.block%d", last)
+}

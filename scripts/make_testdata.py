@@ -28,7 +28,7 @@ import models  # noqa: E402
 import reference  # noqa: E402
 
 DEFAULT_ARCHS = ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
-                 "resnet18", "resnet34", "resnet50", "densenet121"]
+                 "resnet18", "resnet34", "resnet50", "densenet121", "bit_s_r50x1"]
 
 
 class PlainCNN(nn.Module):
@@ -125,6 +125,7 @@ def cifar_images(n):
 def make_detector_refs(out, seed):
     """ARCH.det.npz: a batch and every detector's scores from reference.detector_scores."""
     jobs = [("resnet18", "resnet18.script.pt"), ("densenet121", "densenet121.script.pt"),
+            ("bit_s_r50x1", "bit_s_r50x1.script.pt"),
             ("cifar_resnet20", "cifar_resnet20.script.pt")]
     weights = os.path.join(SHARED, "cifar10", "resnet20-12fca82f.th")
     if os.path.exists(weights):

@@ -7,6 +7,8 @@ parameter names of akamaster/pytorch_resnet_cifar10 so that its checkpoints
 load unchanged.
 """
 
+from collections import OrderedDict
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -184,9 +186,170 @@ class TVResNet(nn.Module):
 TV_RESNETS = {"resnet18": (_TVBasic, [2, 2, 2, 2]), "resnet34": (_TVBasic, [3, 4, 6, 3]),
               "resnet50": (_TVBottleneck, [3, 4, 6, 3])}
 
+# --- BiT: ResNetV2 with GroupNorm and weight-standardized convolutions -----
+# Kolesnikov et al., "Big Transfer (BiT)", 2020: pre-activation bottlenecks,
+# GroupNorm(32), convolutions whose weights are standardized per output
+# channel at every call. Module names follow the official PyTorch port
+# (root.conv, body.blockK.unitNN.{gn1,conv1,gn2,conv2,gn3,conv3,downsample},
+# head.{gn,conv}), and the head is its 1x1 convolution, so that a TorchScript
+# file of the official model and one of this export look alike to gaia.
+
+class StdConv2d(nn.Conv2d):
+    """Conv2d whose weight is standardized (zero mean, unit variance per output
+    channel, biased variance) before use; eps 1e-10 as BiT's release, 1e-8 as timm's."""
+
+    def __init__(self, cin, cout, kernel_size, stride=1, padding=0, bias=False, eps: float = 1e-10):
+        super().__init__(cin, cout, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.eps = eps
+
+    def forward(self, x):
+        w = self.weight
+        v, m = torch.var_mean(w, dim=[1, 2, 3], keepdim=True, unbiased=False)
+        w = (w - m) / torch.sqrt(v + self.eps)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class PreActBottleneck(nn.Module):
+    """GN-ReLU-conv1x1, GN-ReLU-conv3x3 (stride), GN-ReLU-conv1x1, plus the
+    shortcut (a projection of the first pre-activation where shapes change)."""
+
+    def __init__(self, cin, cout, cmid, stride=1, eps: float = 1e-10):
+        super().__init__()
+        self.gn1 = nn.GroupNorm(32, cin)
+        self.conv1 = StdConv2d(cin, cmid, 1, eps=eps)
+        self.gn2 = nn.GroupNorm(32, cmid)
+        self.conv2 = StdConv2d(cmid, cmid, 3, stride=stride, padding=1, eps=eps)
+        self.gn3 = nn.GroupNorm(32, cmid)
+        self.conv3 = StdConv2d(cmid, cout, 1, eps=eps)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = StdConv2d(cin, cout, 1, stride=stride, eps=eps) \
+            if stride != 1 or cin != cout else nn.Identity()
+
+    def forward(self, x):
+        out = self.relu(self.gn1(x))
+        residual = x
+        if not isinstance(self.downsample, nn.Identity):
+            residual = self.downsample(out)
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.gn2(out)))
+        out = self.conv3(self.relu(self.gn3(out)))
+        return out + residual
+
+
+class ResNetV2(nn.Module):
+    def __init__(self, block_units, width_factor: int = 1, num_classes: int = 1000, eps: float = 1e-10):
+        super().__init__()
+        wf = width_factor
+        self.root = nn.Sequential(OrderedDict([
+            ("conv", StdConv2d(3, 64 * wf, 7, stride=2, padding=3, eps=eps)),
+            ("pad", nn.ConstantPad2d(1, 0.0)),
+            ("pool", nn.MaxPool2d(kernel_size=3, stride=2, padding=0)),
+        ]))
+        blocks = []
+        cin = 64 * wf
+        for k, (units, stride) in enumerate(zip(block_units, (1, 2, 2, 2))):
+            cout, cmid = 256 * wf * 2 ** k, 64 * wf * 2 ** k
+            seq = [("unit01", PreActBottleneck(cin, cout, cmid, stride, eps))]
+            seq += [(f"unit{i:02d}", PreActBottleneck(cout, cout, cmid, 1, eps)) for i in range(2, units + 1)]
+            blocks.append((f"block{k + 1}", nn.Sequential(OrderedDict(seq))))
+            cin = cout
+        self.body = nn.Sequential(OrderedDict(blocks))
+        self.head = nn.Sequential(OrderedDict([
+            ("gn", nn.GroupNorm(32, cin)),
+            ("relu", nn.ReLU(inplace=True)),
+            ("avg", nn.AdaptiveAvgPool2d(output_size=1)),
+            ("conv", nn.Conv2d(cin, num_classes, kernel_size=1, bias=True)),
+        ]))
+
+    def forward(self, x):
+        x = self.head(self.body(self.root(x)))
+        return torch.flatten(x, 1)
+
+
+BIT_ARCHS = {"bit_s_r50x1": ([3, 4, 6, 3], 1), "bit_s_r101x1": ([3, 4, 23, 3], 1)}
+# BiT's preprocessing in the GAIA authors' ImageNet code: 480 x 480, mean = std = 0.5.
+BIT_INPUT = [3, 480, 480]
+BIT_MEAN = [0.5, 0.5, 0.5]
+BIT_STD = [0.5, 0.5, 0.5]
+
+
+def _tf2th(a):
+    """A TensorFlow array (HWIO kernels) as a torch tensor (OIHW)."""
+    import numpy as np
+    a = np.asarray(a)
+    if a.ndim == 4:
+        a = a.transpose([3, 2, 0, 1])
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _fit(key, t, model):
+    """t reshaped to the model's parameter key (a 1x1 conv head from a 2-D
+    kernel), or a SystemExit naming both shapes."""
+    want = model.state_dict()[key].shape
+    if t.shape == want:
+        return t
+    if t.numel() == want.numel() and t.squeeze().shape == torch.Size([d for d in want if d != 1]):
+        return t.reshape(want)
+    raise SystemExit(f"{key}: the checkpoint's tensor has shape {list(t.shape)}, the model wants {list(want)}"
+                     f" (another depth, width or number of classes? --num-classes sets the classes)")
+
+
+def _check_all_used(src_keys, used, what):
+    extra = sorted(set(src_keys) - used)
+    if extra:
+        raise SystemExit(f"{what}: {len(extra)} entries the model has no place for, such as {extra[:3]}"
+                         f" (another depth?)")
+
+
+def bit_state_dict_from_npz(weights, model, prefix="resnet/"):
+    """Map the official BiT release (.npz: resnet/root_block/standardized_conv2d/kernel,
+    resnet/blockK/unitNN/{a,b,c}/{standardized_conv2d/kernel,group_norm/gamma,beta},
+    resnet/blockK/unit01/a/proj/standardized_conv2d/kernel, resnet/group_norm/*,
+    resnet/head/conv2d/{kernel,bias}) onto this model's state dict. A missing
+    array raises KeyError naming it."""
+    src = {"root.conv.weight": prefix + "root_block/standardized_conv2d/kernel",
+           "head.gn.weight": prefix + "group_norm/gamma",
+           "head.gn.bias": prefix + "group_norm/beta",
+           "head.conv.weight": prefix + "head/conv2d/kernel",
+           "head.conv.bias": prefix + "head/conv2d/bias"}
+    for bname, block in model.body.named_children():
+        for uname, unit in block.named_children():
+            p = f"{prefix}{bname}/{uname}/"
+            dst = f"body.{bname}.{uname}."
+            for i, part in enumerate("abc", start=1):
+                src[f"{dst}conv{i}.weight"] = f"{p}{part}/standardized_conv2d/kernel"
+                src[f"{dst}gn{i}.weight"] = f"{p}{part}/group_norm/gamma"
+                src[f"{dst}gn{i}.bias"] = f"{p}{part}/group_norm/beta"
+            if not isinstance(unit.downsample, nn.Identity):
+                src[f"{dst}downsample.weight"] = f"{p}a/proj/standardized_conv2d/kernel"
+    out = {k: _fit(k, _tf2th(weights[v]).float(), model) for k, v in src.items()}
+    _check_all_used([k for k in weights if k.startswith(prefix)], set(src.values()), "BiT .npz")
+    return out
+
+
+def bit_state_dict_from_timm(sd, model):
+    """Map a timm resnetv2 state dict (stem.conv, stages.S.blocks.B.{norm1,conv1,
+    norm2,conv2,norm3,conv3,downsample.conv}, norm, head.fc) onto this model's.
+    A missing key raises KeyError naming it."""
+    src = {"root.conv.weight": "stem.conv.weight", "head.gn.weight": "norm.weight",
+           "head.gn.bias": "norm.bias", "head.conv.weight": "head.fc.weight", "head.conv.bias": "head.fc.bias"}
+    for s, (bname, block) in enumerate(model.body.named_children()):
+        for b, (uname, unit) in enumerate(block.named_children()):
+            p, dst = f"stages.{s}.blocks.{b}.", f"body.{bname}.{uname}."
+            for i in (1, 2, 3):
+                src[f"{dst}conv{i}.weight"] = f"{p}conv{i}.weight"
+                src[f"{dst}gn{i}.weight"] = f"{p}norm{i}.weight"
+                src[f"{dst}gn{i}.bias"] = f"{p}norm{i}.bias"
+            if not isinstance(unit.downsample, nn.Identity):
+                src[f"{dst}downsample.weight"] = f"{p}downsample.conv.weight"
+    out = {k: _fit(k, sd[v].float(), model) for k, v in src.items()}
+    _check_all_used(sd.keys(), set(src.values()), "timm state dict")
+    return out
+
+
 CIFAR_DEPTHS = {"cifar_resnet20": 3, "cifar_resnet32": 5, "cifar_resnet44": 7, "cifar_resnet56": 9}
 TORCHVISION = ("resnet18", "resnet34", "resnet50", "densenet121")
-ARCHS = TORCHVISION + tuple(CIFAR_DEPTHS) + ("mnist_resnet",)
+ARCHS = TORCHVISION + tuple(CIFAR_DEPTHS) + ("mnist_resnet",) + tuple(BIT_ARCHS)
 
 
 def build(arch: str, num_classes: int):
@@ -196,6 +359,9 @@ def build(arch: str, num_classes: int):
         return CifarResNet([n, n, n], num_classes), [3, 32, 32], IMAGENET_MEAN, IMAGENET_STD
     if arch == "mnist_resnet":
         return MnistResNet(num_classes), [1, 28, 28], [0.1307], [0.3081]
+    if arch in BIT_ARCHS:
+        units, wf = BIT_ARCHS[arch]
+        return ResNetV2(units, wf, num_classes), list(BIT_INPUT), list(BIT_MEAN), list(BIT_STD)
     if arch in TORCHVISION:
         try:
             import torchvision
@@ -241,6 +407,15 @@ def features_and_head(model, arch: str):
             h = torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
             return h, model.linear(h)
         return features, head
+    if arch in BIT_ARCHS:
+        def features(x):
+            m = model
+            return F.relu(m.head.gn(m.body(m.root(x))))
+
+        def head(f):
+            h = model.head.avg(f)
+            return torch.flatten(h, 1), torch.flatten(model.head.conv(h), 1)
+        return features, head
     raise ValueError(arch)
 
 
@@ -254,5 +429,9 @@ def randomize_norm_stats(model, seed: int):
                 c = m.num_features
                 m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            elif isinstance(m, nn.GroupNorm):
+                c = m.num_channels
                 m.weight.copy_(torch.rand(c, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(c, generator=g) * 0.1)

@@ -86,6 +86,8 @@ def gaia_a_prefixes(arch):
         return ("layer2.", "layer3.")
     if arch.startswith("densenet"):
         return ("features.denseblock3.", "features.transition3.", "features.denseblock4.", "features.norm5")
+    if arch.startswith("bit_"):
+        return ("body.block4.",)  # the authors' BiT choice: the GroupNorms of the last block
     raise ValueError(arch)
 
 
@@ -155,4 +157,6 @@ def classifier_of(model, arch):
         return model.fc
     if arch.startswith("densenet"):
         return model.classifier
+    if arch.startswith("bit_"):
+        return model.head.conv
     return model.linear

@@ -342,12 +342,15 @@ void buildTappedGraph(gaia_module* m) {
   // Normalization outputs at the top level of the graph.
   int counter = 0;
   jit::Node* firstConv = nullptr;
+  jit::Node* lastConv = nullptr;
   jit::Node* classifier = nullptr;
   for (jit::Node* n : g->block()->nodes()) {
     c10::Symbol k = n->kind();
-    if ((k == c10::aten::_convolution || k == c10::aten::conv2d || k == c10::aten::convolution) &&
-        firstConv == nullptr) {
-      firstConv = n;
+    if (k == c10::aten::_convolution || k == c10::aten::conv2d || k == c10::aten::convolution) {
+      if (firstConv == nullptr) {
+        firstConv = n;
+      }
+      lastConv = n;
     }
     if (k == c10::aten::linear || k == c10::aten::addmm || k == c10::aten::matmul) {
       classifier = n;
@@ -427,9 +430,28 @@ void buildTappedGraph(gaia_module* m) {
     throw ShimError(GAIA_ERR_GRAPH,
                     "no taps: the forward graph has no aten::batch_norm, aten::group_norm or aten::relu at its top level");
   }
+  // A 1x1 convolution on a globally pooled map is a classifier too (BiT's
+  // head): the last convolution, when its input comes from global pooling.
+  bool convHead = false;
+  if (classifier == nullptr && lastConv != nullptr) {
+    jit::Value* v = lastConv->input(0);
+    while (v->node()->kind() == c10::aten::contiguous || v->node()->kind() == c10::aten::dropout ||
+           v->node()->kind() == c10::aten::feature_dropout) {
+      v = v->node()->input(0);
+    }
+    c10::Symbol pk = v->node()->kind();
+    auto w = attrValue(lastConv->input(1), self, selfValue);
+    bool oneByOne = w && w->isTensor() && w->toTensor().dim() == 4 && w->toTensor().size(2) == 1 &&
+                    w->toTensor().size(3) == 1;
+    if (oneByOne &&
+        (pk == c10::aten::adaptive_avg_pool2d || pk == c10::aten::mean || pk == c10::aten::adaptive_max_pool2d)) {
+      classifier = lastConv;
+      convHead = true;
+    }
+  }
   // The classifier input h and the final feature map F before global pooling.
   if (classifier == nullptr) {
-    m->warnings.push_back("no classifier found (expected aten::linear, aten::addmm or aten::matmul): no feature_map or classifier_input taps");
+    m->warnings.push_back("no classifier found (expected aten::linear, aten::addmm, aten::matmul, or a 1x1 convolution on a globally pooled map): no feature_map or classifier_input taps");
   } else {
     jit::Value* h = classifier->kind() == c10::aten::addmm ? classifier->input(1) : classifier->input(0);
     jit::Value* weight = classifier->kind() == c10::aten::addmm ? nullptr : classifier->input(1);
@@ -441,6 +463,9 @@ void buildTappedGraph(gaia_module* m) {
       auto path = attrPath(weight, self);
       auto val = attrValue(weight, self, selfValue);
       if (path && val && val->isTensor() && val->toTensor().dim() == 2) {
+        clsName = stripSuffix(*path, weight->node()->s(c10::attr::name));
+        th.channels = val->toTensor().size(1);
+      } else if (convHead && path && val && val->isTensor()) {
         clsName = stripSuffix(*path, weight->node()->s(c10::attr::name));
         th.channels = val->toTensor().size(1);
       }
@@ -1011,7 +1036,12 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
     }
     std::vector<at::Tensor> results(f.outputs.begin(), f.outputs.end());
     for (int32_t i = 0; i < n_values; i++) {
-      results.push_back(tapValue(f, values[i]));
+      at::Tensor v = tapValue(f, values[i]);
+      // A 1x1 convolution head's input is N x C x 1 x 1: hand it back as N x C.
+      if (values[i] >= 0 && m->taps[values[i]].kind == "classifier_input" && v.dim() > 2) {
+        v = v.flatten(1);
+      }
+      results.push_back(v);
     }
     bool early = (flags & GAIA_RUN_REDUCE_AFTER) == 0;
     // Hooks on the taps a pass reads after its earliest ones: each reduces its
