@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/gaia-ood/gaia/gaia/data"
 )
 
 // Meta describes a model file: what scripts/export.py writes beside it as
@@ -19,6 +21,20 @@ type Meta struct {
 	ExportedWith string    `json:"exported_with"`
 	TorchVersion string    `json:"torch_version"`
 	Weights      string    `json:"weights"`
+	// Transform is the image preprocessing the model was made for, as data
+	// spec options ("resize=480x480" for BiT, "resize=256,center-crop=224"):
+	// applied to a dataset whose spec names no transform of its own.
+	Transform string `json:"transform,omitempty"`
+}
+
+// DefaultTransform is the model's preprocessing (MODEL.json "transform")
+// added to a data spec that names none; otherwise the spec as given.
+func DefaultTransform(spec, modelPath string) string {
+	m, err := LoadMeta(modelPath)
+	if err != nil || m.Transform == "" {
+		return spec
+	}
+	return data.WithTransform(spec, m.Transform)
 }
 
 // MetaPath is where a model's Meta lives: its path with .json for the extension.

@@ -179,6 +179,7 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	if err != nil {
 		return gaia.Summary{}, err
 	}
+	spec = gaia.DefaultTransform(spec, f.model)
 	sp, err := data.ParseSpec(spec)
 	if err != nil {
 		return gaia.Summary{}, usageError{err.Error()}

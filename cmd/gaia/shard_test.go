@@ -270,3 +270,32 @@ func TestDeviceList(t *testing.T) {
 		assert.ErrorContains(t, err, msg)
 	}
 }
+
+// A model's MODEL.json "transform" applies to a data spec without one, and
+// the score file's provenance records the spec as applied.
+func TestModelTransform(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(testenv.Root(), "models", "mnist_resnet")
+	raw, err := os.ReadFile(src + ".pt")
+	require.NoError(t, err)
+	model := filepath.Join(tmp, "m.pt")
+	require.NoError(t, os.WriteFile(model, raw, 0o644))
+	meta, err := os.ReadFile(src + ".json")
+	require.NoError(t, err)
+	meta = []byte(strings.Replace(string(meta), `"arch"`, `"transform": "resize=28x28", "arch"`, 1))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "m.json"), meta, 0o644))
+	spec := "noise:uniform,n=6,shape=1x40x40,seed=2"
+	out := filepath.Join(tmp, "s.csv")
+	_, stderr, err := runCmd("score", "--model", model, "--data", spec, "--detectors", "msp", "--device", testenv.Device(), "--out", out)
+	require.NoError(t, err, stderr)
+	assert.Contains(t, stderr, "resize to 28x28")
+	pm, err := gaia.ReadScoreMeta(out)
+	require.NoError(t, err)
+	assert.Equal(t, spec+",resize=28x28", pm.Data)
+	// The spec's own transform wins.
+	_, _, err = runCmd("score", "--model", model, "--data", spec+",center-crop=28", "--detectors", "msp", "--out", out)
+	require.NoError(t, err)
+	pm, err = gaia.ReadScoreMeta(out)
+	require.NoError(t, err)
+	assert.Equal(t, spec+",center-crop=28", pm.Data)
+}

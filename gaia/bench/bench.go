@@ -65,6 +65,8 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	c3, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
 	var sets []*prepared
 	for _, s := range append([]Set{c.ID}, c.OOD...) {
+		// A set without a transform of its own takes the model's (MODEL.json).
+		s.Data = data.WithTransform(s.Data, meta.Transform)
 		p := &prepared{set: s, file: filepath.Join(c.Out, "scores", fileName(s.Name)+".csv")}
 		if p.spec, err = data.ParseSpec(s.Data); err != nil {
 			return nil, fmt.Errorf("set %s: %w", s.Name, err)

@@ -107,3 +107,23 @@ func TestRunChecksBeforeScoringThenReuses(t *testing.T) {
 	_, err = os.Stat(filepath.Join(out, "scores", "A.key"))
 	assert.True(t, os.IsNotExist(err), "the key of an unfinished set is gone, so a rerun scores it again")
 }
+
+// The committed ImageNet-1K config loads with its paths set through the
+// environment, as docs/imagenet.md tells a researcher to.
+func TestImageNetConfig(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("GAIA_MODEL", filepath.Join(testenv.Root(), "models", "mnist_resnet.pt"))
+	for _, v := range []string{"IMAGENET_VAL", "INATURALIST", "SUN", "PLACES", "TEXTURES"} {
+		t.Setenv(v, filepath.Join(tmp, strings.ToLower(v)))
+	}
+	c, err := LoadConfig(filepath.Join(testenv.Root(), "configs", "imagenet1k.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, "folder:"+filepath.Join(tmp, "imagenet_val"), c.ID.Data)
+	var names []string
+	for _, o := range c.OOD {
+		names = append(names, o.Name)
+	}
+	assert.Equal(t, []string{"iNaturalist", "SUN", "Places", "Textures"}, names)
+	assert.Equal(t, 16, c.Batch)
+	assert.Len(t, c.DetectorList(), 7)
+}

@@ -286,3 +286,17 @@ func TestNoiseAndLoaderOrder(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 1, n)
 }
+
+func TestWithTransform(t *testing.T) {
+	assert.Equal(t, "folder:/x,resize=480x480", WithTransform("folder:/x", "resize=480x480"))
+	assert.Equal(t, "folder:/x,center-crop=32", WithTransform("folder:/x,center-crop=32", "resize=480x480"))
+	assert.Equal(t, "list:/l.txt,root=/r,resize=256,center-crop=224", WithTransform("list:/l.txt,root=/r", "resize=256,center-crop=224"))
+	assert.Equal(t, "folder:/x", WithTransform("folder:/x", ""))
+	opts, err := TransformOptions("folder:/x,center-crop=224,resize=256,root=/y")
+	require.NoError(t, err)
+	assert.Equal(t, "resize=256,center-crop=224", opts) // in the order they apply
+}
+
+func TestWithTransformSeed(t *testing.T) {
+	assert.Equal(t, "noise:uniform,n=6,seed=2,resize=28x28", WithTransform("noise:uniform,n=6,seed=2", "resize=28x28"))
+}

@@ -275,3 +275,21 @@ func ParseTransform(opts string, c, h, w int, mean, std []float64) (*Transform, 
 	}
 	return NewTransform(sp, c, h, w, mean, std)
 }
+
+// WithTransform adds the transform options def to spec when spec names no
+// transform option of its own (a spec that does is returned as it is).
+func WithTransform(spec, def string) string {
+	if def == "" {
+		return spec
+	}
+	sp, err := ParseSpec(spec)
+	if err != nil {
+		return spec
+	}
+	for _, k := range transformKeys {
+		if _, ok := sp.Options[k]; ok && k != "seed" { // seed is also a noise source's option
+			return spec
+		}
+	}
+	return spec + "," + def
+}

@@ -45,7 +45,8 @@ type Config struct {
 	Detectors []string
 	// Transform is the image preprocessing as data spec options
 	// ("resize=32x32", "resize=256,center-crop=224"); default the gate's
-	// (the calibration data's), else none: images must have the model's size.
+	// (the calibration data's), else MODEL.json's, else none: images must
+	// have the model's size.
 	Transform string
 	TapsZ     string // GAIA-Z taps without a gate (SelectTaps spec)
 	TapsA     string // GAIA-A taps without a gate
@@ -170,6 +171,9 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 		}
 	} else if len(opt.Detectors) == 0 {
 		opt.Detectors = []string{gaia.GAIAZ}
+	}
+	if transform == "" {
+		transform = meta.Transform
 	}
 	c, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
 	tf, err := data.ParseTransform(transform, c, h, w, meta.Mean, meta.Std)
