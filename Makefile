@@ -144,7 +144,7 @@ bench-compare: build bench-models
 gpu-bundle: build
 	@if [ -z "$(WITH_CUDA)" ]; then echo "gpu-bundle: needs a CUDA LibTorch (PYTHON= a Python with PyPI's torch) and nvcc; have $(TORCH_SOURCE), nvcc '$(NVCC)'" >&2; exit 1; fi
 	@mkdir -p $(BUILD)/gpu
-	cp bin/gaia $(BUILD)/gpu/gaia
+	cp bin/gaia bin/gaia-load $(BUILD)/gpu/
 	$(GO) test -c -o $(BUILD)/gpu/torch.test ./torch
 	$(GO) test -c -o $(BUILD)/gpu/gaia.test ./gaia
 	@du -sh $(BUILD)/gpu

@@ -15,7 +15,8 @@
 # CUDA-vs-CPU agreement of every detector; throughput and peak GPU memory of
 # GAIA-A, GAIA-Z, all detectors and the bare forward+backward for CIFAR
 # ResNet-20 and ResNet-34 at 32x32 (batch 128) and ResNet-50 at 224x224
-# (batch 32); peak memory with gradients reduced in hooks and after.
+# (batch 32); peak memory with gradients reduced in hooks and after; BiT-S-R101x1
+# at 480x480 (the ImageNet budget); gaia serve under load (gaia-load).
 # Without a GPU it runs the same on the CPU, smaller, saying so (a rehearsal).
 # Everything printed also goes to $OUT/gpu-check.txt (OUT defaults to build/gpu-check).
 set -uo pipefail
@@ -104,6 +105,20 @@ speed --model "$M/resnet34.pt" --input 3x32x32 --batch "$b32"
 speed --model "$M/resnet50.pt" --input 3x224x224 --batch "$b224"
 echo "peak memory with gradients reduced after the backward instead of in hooks:"
 speed --model "$M/resnet50.pt" --input 3x224x224 --batch "$b224" --reduce-after --workloads gaia-z,gaia-a
+
+step "ImageNet-1K budget: BiT-S-R101x1 at 480x480 (docs/imagenet.md)"
+"$PY" scripts/export.py --arch bit_s_r101x1 --out "$M/bit_s_r101x1.pt" >/dev/null || fail "export bit_s_r101x1"
+if [ "$DEV" = cuda ]; then bit=(--batch 16); else bit=(--batch 1 --input 3x96x96); fi
+speed --model "$M/bit_s_r101x1.pt" "${bit[@]}" --workloads forward,gaia-z,gaia-a,msp,energy,odin,gradnorm,all
+
+step "gaia serve on $DEV: dynamic batching against batch size 1 (docs/perf.md)"
+if [ -x "$BUNDLE/gaia-load" ]; then
+  if [ "$DEV" = cuda ]; then req=3000; else req=200; fi
+  "$BUNDLE/gaia-load" --model "$M/cifar_resnet20.pt" --device "$DEV" --data noise:uniform,n=512,shape=3x32x32,seed=1 \
+    --images 512 --requests "$req" --max-time 60s --clients 1,16,64 --max-batch 1,32 --detectors gaia-z,msp,energy || fail "gaia-load"
+else
+  echo "skipped: no $BUNDLE/gaia-load"
+fi
 
 step "done"
 if [ $status = 0 ]; then echo "gpu-check: all steps passed on $DEV"; else echo "gpu-check: some steps FAILED on $DEV"; fi
