@@ -115,19 +115,6 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *shard != "" || *outDir != "" {
-		if *shard == "" || *outDir == "" {
-			return usagef("score: -shard and -out-dir go together")
-		}
-		if *out != "-" {
-			return usagef("score: with -shard the output goes to -out-dir, not -out")
-		}
-		sh, err := gaia.ParseShard(*shard, *shards, os.Getenv)
-		if err != nil {
-			return usageError{err.Error()}
-		}
-		return runShard(&f, sh, *spec, *outDir, stdout, stderr)
-	}
 	if f.model == "" || *spec == "" {
 		return usagef("score: -model and -data are required")
 	}
@@ -140,6 +127,19 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	dets, err := gaia.ParseDetectors(f.detectors)
 	if err != nil {
 		return usagef("score: -detectors: %v", err)
+	}
+	if *shard != "" || *outDir != "" {
+		if *shard == "" || *outDir == "" {
+			return usagef("score: -shard and -out-dir go together")
+		}
+		if *out != "-" {
+			return usagef("score: with -shard the output goes to -out-dir, not -out")
+		}
+		sh, err := gaia.ParseShard(*shard, *shards, os.Getenv)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		return runShard(&f, dets, sh, *spec, *outDir, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -337,20 +337,7 @@ func shardManifest(f *scoreFlags, dets []string, sp *data.Spec, src data.Source,
 
 // runShard scores one shard of a dataset into dir; a shard already complete
 // there is skipped.
-func runShard(f *scoreFlags, sh gaia.Shard, spec, dir string, stdout, stderr io.Writer) error {
-	if f.model == "" || spec == "" {
-		return usagef("score: -model and -data are required")
-	}
-	if f.batch <= 0 {
-		return usagef("score: -batch must be positive")
-	}
-	if _, err := torch.Devices(f.device, 1); err != nil {
-		return usageError{err.Error()}
-	}
-	dets, err := gaia.ParseDetectors(f.detectors)
-	if err != nil {
-		return usagef("score: -detectors: %v", err)
-	}
+func runShard(f *scoreFlags, dets []string, sh gaia.Shard, spec, dir string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("output folder: %w", err)
 	}
