@@ -11,7 +11,10 @@ the Python is the one whose torch gaia links. Per round: gaia speed, then
 scripts/bench_reference.py (the order alternates between rounds). Reports, per
 workload, the median images/s of each side, the median ratio gaia / reference
 and its range over the rounds, and gaia's time over its own
-forward+backward(input) floor; then the project's targets.
+forward+backward(input) floor; then the project's targets. gaia keeps freed
+blocks in glibc's heap (torch/module.go); by default the reference gets the
+same through GLIBC_TUNABLES, so that the comparison is of the work and not of
+the allocator (--ref-malloc default compares against a stock Python).
 """
 
 import argparse
@@ -39,7 +42,11 @@ def run_ref(a, batch, threads):
            "--batch", str(batch), "--seconds", str(a.seconds), "--threads", str(threads), "--json"]
     if a.input:
         cmd += ["--input", a.input]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    if a.ref_malloc == "tuned":
+        # The allocator setting gaia applies in-process (torch/module.go, tuneMalloc).
+        env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return {r["name"]: r["images_per_sec"] for r in json.loads(out)["results"]}
 
 
@@ -57,10 +64,13 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--ref-malloc", choices=("tuned", "default"), default="tuned",
+                   help="the reference's glibc malloc: tuned as gaia tunes its own (the fair comparison), "
+                        "or glibc's default (a stock Python)")
     a = p.parse_args()
     threads = a.threads or os.cpu_count() or 1
     print(f"# {a.model} ({a.arch}{', input ' + a.input if a.input else ''}), {threads} threads, "
-          f"{a.rounds} rounds of {a.seconds}s per workload, python {sys.executable}")
+          f"{a.rounds} rounds of {a.seconds}s per workload, python {sys.executable}, reference malloc {a.ref_malloc}")
     for batch in [int(b) for b in a.batches.split(",")]:
         go_runs, ref_runs = [], []
         for r in range(a.rounds):

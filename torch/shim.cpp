@@ -33,6 +33,8 @@
 #include "gaia_cuda.h"
 #endif
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -932,6 +934,16 @@ int32_t gaia_cuda_device_count(void) {
   } catch (...) {
     return 0;
   }
+}
+
+int32_t gaia_tune_malloc(int64_t mmap_threshold, int64_t trim_threshold) {
+#ifdef __GLIBC__
+  int ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold));
+  ok = mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) && ok;
+  return ok ? 1 : 0;
+#else
+  return 0;
+#endif
 }
 
 void gaia_set_num_threads(int32_t n) {

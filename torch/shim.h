@@ -110,6 +110,12 @@ const char* gaia_torch_version(void);
 // gaia_cuda_device_count wraps torch::cuda::device_count (0 without CUDA).
 int32_t gaia_cuda_device_count(void);
 
+// gaia_tune_malloc keeps freed blocks up to mmap_threshold bytes in glibc's
+// heap instead of returning them to the kernel (mallopt M_MMAP_THRESHOLD and
+// M_TRIM_THRESHOLD), so that each batch's activations do not fault in fresh
+// pages. Returns 1 when applied, 0 where the C library is not glibc.
+int32_t gaia_tune_malloc(int64_t mmap_threshold, int64_t trim_threshold);
+
 // gaia_set_num_threads wraps at::set_num_threads (intra-op threads).
 void gaia_set_num_threads(int32_t n);
 

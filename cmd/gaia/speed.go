@@ -92,6 +92,9 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "model %s, input %dx%dx%d, batch %d, %s, LibTorch %s, %d intra-op threads, gradients reduced %s\n\n",
 		*model, c, h, w, *batch, m.Device(), torch.Version(), torch.NumThreads(), mode)
+	if torch.MallocTuned() {
+		fmt.Fprintf(stdout, "glibc malloc keeps freed blocks up to 32 MiB (GAIA_MALLOC=default turns it off)\n\n")
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	sep := "\t"
 	if *format == "markdown" {
