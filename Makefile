@@ -139,14 +139,15 @@ bench-compare: build bench-models
 	$(TORCH_PYTHON) scripts/bench_compare.py --gaia bin/gaia --model $(BENCH)/resnet34.pt --arch resnet34 --input 3x32x32 $(BENCH_ARGS)
 
 # gpu-bundle: what scripts/gpu-check.sh runs on a GPU machine without Go:
-# bin/gaia and the test binaries, linked against a CUDA LibTorch with the
+# gaia, gaia-load and the test binaries (stripped, to travel light), linked against a CUDA LibTorch with the
 # fused kernels (make gpu-bundle PYTHON=/path/to/venv-with-torch-2.11/bin/python).
 gpu-bundle: build
 	@if [ -z "$(WITH_CUDA)" ]; then echo "gpu-bundle: needs a CUDA LibTorch (PYTHON= a Python with PyPI's torch) and nvcc; have $(TORCH_SOURCE), nvcc '$(NVCC)'" >&2; exit 1; fi
 	@mkdir -p $(BUILD)/gpu
-	cp bin/gaia bin/gaia-load $(BUILD)/gpu/
-	$(GO) test -c -o $(BUILD)/gpu/torch.test ./torch
-	$(GO) test -c -o $(BUILD)/gpu/gaia.test ./gaia
+	$(GO) build -ldflags='-s -w' -o $(BUILD)/gpu/gaia ./cmd/gaia
+	$(GO) build -ldflags='-s -w' -o $(BUILD)/gpu/gaia-load ./cmd/gaia-load
+	$(GO) test -c -ldflags='-s -w' -o $(BUILD)/gpu/torch.test ./torch
+	$(GO) test -c -ldflags='-s -w' -o $(BUILD)/gpu/gaia.test ./gaia
 	@du -sh $(BUILD)/gpu
 
 env: $(TORCH_MK)
