@@ -66,7 +66,7 @@ done
 
 step "test models (made by this machine's torch)"
 TD="$OUT/testdata"
-archs=cifar_resnet20,resnet18,plain_cnn
+archs=cifar_resnet20,resnet18,plain_cnn,bit_s_r50x1
 if "$PY" -c 'import torchvision' >/dev/null 2>&1; then archs="$archs,densenet121"; fi
 "$PY" scripts/make_testdata.py --out "$TD" --archs "$archs" || fail "make_testdata"
 if "$PY" -c 'import sklearn' >/dev/null 2>&1; then

@@ -131,6 +131,8 @@ def make_detector_refs(out, seed):
     if os.path.exists(weights):
         jobs.append(("cifar10_resnet20", "cifar10_resnet20.pt"))
     for name, model_file in jobs:
+        if name != "cifar10_resnet20" and not os.path.exists(os.path.join(out, model_file)):
+            continue  # not among --archs
         stamp = os.path.join(out, name + ".det.json")
         if os.path.exists(stamp):
             with open(stamp) as f:
