@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/gaia-ood/gaia/gaia/data"
 )
 
 // Meta describes a model file: what scripts/export.py writes beside it as
@@ -25,16 +23,6 @@ type Meta struct {
 	// spec options ("resize=480x480" for BiT, "resize=256,center-crop=224"):
 	// applied to a dataset whose spec names no transform of its own.
 	Transform string `json:"transform,omitempty"`
-}
-
-// DefaultTransform is the model's preprocessing (MODEL.json "transform")
-// added to a data spec that names none; otherwise the spec as given.
-func DefaultTransform(spec, modelPath string) string {
-	m, err := LoadMeta(modelPath)
-	if err != nil || m.Transform == "" {
-		return spec
-	}
-	return data.WithTransform(spec, m.Transform)
 }
 
 // MetaPath is where a model's Meta lives: its path with .json for the extension.

@@ -29,47 +29,57 @@ func parseFloats(s string) ([]float64, error) {
 	return out, nil
 }
 
+// modelIn is what a model takes: its input size, normalization and, from
+// MODEL.json, the image transform it was made for ("" for none).
+type modelIn struct {
+	c, h, w   int
+	mean, std []float64
+	transform string
+}
+
 // modelInput reads the model's input size and normalization from MODEL.json,
 // or from -input/-mean/-std when given.
-func modelInput(model, input, mean, std string) (c, h, w int, mu, sd []float64, err error) {
+func modelInput(model, input, mean, std string) (modelIn, error) {
+	var in modelIn
 	meta, merr := gaia.LoadMeta(model)
 	if merr == nil {
-		c, h, w = meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
-		mu, sd = meta.Mean, meta.Std
+		in.c, in.h, in.w = meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
+		in.mean, in.std, in.transform = meta.Mean, meta.Std, meta.Transform
 	}
+	var err error
 	if input != "" {
 		chw, err := parseCHW(input)
 		if err != nil {
-			return 0, 0, 0, nil, nil, usagef("-input %v", err)
+			return modelIn{}, usagef("-input %v", err)
 		}
-		c, h, w = chw[0], chw[1], chw[2]
+		in.c, in.h, in.w = chw[0], chw[1], chw[2]
 	}
 	if mean != "" {
-		if mu, err = parseFloats(mean); err != nil {
-			return 0, 0, 0, nil, nil, usagef("-mean %v", err)
+		if in.mean, err = parseFloats(mean); err != nil {
+			return modelIn{}, usagef("-mean %v", err)
 		}
 	}
 	if std != "" {
-		if sd, err = parseFloats(std); err != nil {
-			return 0, 0, 0, nil, nil, usagef("-std %v", err)
+		if in.std, err = parseFloats(std); err != nil {
+			return modelIn{}, usagef("-std %v", err)
 		}
 	}
-	if c == 0 {
-		return 0, 0, 0, nil, nil, fmt.Errorf("%v; export the model with scripts/export.py, or give -input CxHxW (and -mean, -std)", merr)
+	if in.c == 0 {
+		return modelIn{}, fmt.Errorf("%v; export the model with scripts/export.py, or give -input CxHxW (and -mean, -std)", merr)
 	}
-	if mu == nil {
-		mu = make([]float64, c)
+	if in.mean == nil {
+		in.mean = make([]float64, in.c)
 	}
-	if sd == nil {
-		sd = make([]float64, c)
-		for i := range sd {
-			sd[i] = 1
+	if in.std == nil {
+		in.std = make([]float64, in.c)
+		for i := range in.std {
+			in.std[i] = 1
 		}
 	}
-	if len(mu) != c || len(sd) != c {
-		return 0, 0, 0, nil, nil, fmt.Errorf("mean %v and std %v need %d entries, one per input channel", mu, sd, c)
+	if len(in.mean) != in.c || len(in.std) != in.c {
+		return modelIn{}, fmt.Errorf("mean %v and std %v need %d entries, one per input channel", in.mean, in.std, in.c)
 	}
-	return c, h, w, mu, sd, nil
+	return in, nil
 }
 
 type scoreFlags struct {
@@ -175,11 +185,12 @@ type shardJob struct {
 // scoreRange scores a dataset spec, or with sh one shard of it into sh.dir
 // with its manifest, into the score file out.
 func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out string, sh *shardJob, stdout, stderr, progress io.Writer) (gaia.Summary, error) {
-	c, h, w, mean, std, err := modelInput(f.model, f.input, f.mean, f.std)
+	in, err := modelInput(f.model, f.input, f.mean, f.std)
 	if err != nil {
 		return gaia.Summary{}, err
 	}
-	spec = gaia.DefaultTransform(spec, f.model)
+	// A spec without a transform of its own takes the model's (MODEL.json).
+	spec = data.WithTransform(spec, in.transform)
 	sp, err := data.ParseSpec(spec)
 	if err != nil {
 		return gaia.Summary{}, usageError{err.Error()}
@@ -188,7 +199,7 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	if err != nil {
 		return gaia.Summary{}, err
 	}
-	tf, err := data.NewTransform(sp, c, h, w, mean, std)
+	tf, err := data.NewTransform(sp, in.c, in.h, in.w, in.mean, in.std)
 	if err != nil {
 		return gaia.Summary{}, err
 	}
@@ -214,14 +225,14 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 			os.Remove(p)
 		}
 	}
-	mods, scorers, err := loadReplicas(f, dets, std)
+	mods, scorers, err := loadReplicas(f, dets, in.std)
 	for _, m := range mods {
 		defer m.Close()
 	}
 	if err != nil {
 		return gaia.Summary{}, err
 	}
-	m, s := mods[0], scorers[0]
+	s := scorers[0]
 	if progress != nil {
 		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.model, devicesOf(mods), src.Describe(), tf.Describe())
 		if sh != nil {
@@ -259,16 +270,16 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	if out == "-" {
 		return sum, nil
 	}
-	meta, err := provenance(f, dets, spec, s, m, sum.Rows)
-	meta.Device = devicesOf(mods)
-	if err != nil {
-		return sum, err
-	}
 	if sh == nil {
-		return sum, gaia.WriteJSON(gaia.ScoreMetaPath(out), meta)
+		hash, err := gaia.FileSHA256(f.model)
+		if err != nil {
+			return sum, err
+		}
+		return sum, gaia.WriteJSON(gaia.ScoreMetaPath(out), provenance(f, dets, spec, s, hash, devicesOf(mods), sum.Rows))
 	}
 	// The manifest goes last: until it is there, the shard does not count.
-	man.Score, man.Rows, man.Skipped = *meta, sum.Rows, len(sum.Skipped)
+	man.Score = *provenance(f, dets, spec, s, man.Score.ModelSHA256, devicesOf(mods), sum.Rows)
+	man.Rows, man.Skipped = sum.Rows, len(sum.Skipped)
 	if man.FileSHA256, err = gaia.FileSHA256(out); err != nil {
 		return sum, err
 	}
@@ -357,15 +368,11 @@ func runShard(f *scoreFlags, dets []string, sh gaia.Shard, spec, dir string, std
 	return nil
 }
 
-// provenance is what FILE.json says beside a score file: the model's
-// identity, the data, the detectors and their taps.
-func provenance(f *scoreFlags, dets []string, spec string, s *gaia.Scorer, m *torch.Module, rows int) (*gaia.ScoreMeta, error) {
-	hash, err := gaia.FileSHA256(f.model)
-	if err != nil {
-		return nil, err
-	}
-	meta := &gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: spec, Detectors: dets,
-		ODINT: f.odinT, ODINEps: f.odinEps, Device: m.Device(), LibTorch: torch.Version(), Rows: rows,
+// provenance is what FILE.json (or a shard's manifest) says of a score file:
+// the model's identity, the data, the detectors and their taps.
+func provenance(f *scoreFlags, dets []string, spec string, s *gaia.Scorer, modelSHA256, device string, rows int) *gaia.ScoreMeta {
+	meta := &gaia.ScoreMeta{Model: f.model, ModelSHA256: modelSHA256, Data: spec, Detectors: dets,
+		ODINT: f.odinT, ODINEps: f.odinEps, Device: device, LibTorch: torch.Version(), Rows: rows,
 		Created: time.Now().UTC().Format(time.RFC3339)}
 	for _, t := range s.TapsZ() {
 		meta.TapsZ = append(meta.TapsZ, t.Name)
@@ -376,5 +383,5 @@ func provenance(f *scoreFlags, dets []string, spec string, s *gaia.Scorer, m *to
 	if s.TapsA() != nil {
 		meta.FeatureMap = s.FeatureMap().Name
 	}
-	return meta, nil
+	return meta
 }

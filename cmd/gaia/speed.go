@@ -41,10 +41,11 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	if err := torch.CheckDevice(*device); err != nil {
 		return usageError{err.Error()}
 	}
-	c, h, w, _, std, err := modelInput(*model, *input, "", "")
+	in, err := modelInput(*model, *input, "", "")
 	if err != nil {
 		return err
 	}
+	c, h, w, std := in.c, in.h, in.w, in.std
 	m, err := torch.Load(*model, *device)
 	if err != nil {
 		return err
