@@ -130,11 +130,7 @@ func ScoreDatasetOn(ctx context.Context, scorers []*Scorer, l *data.Loader, sw *
 func rowsOf(b *data.Batch, bs *BatchScores) []ScoreRow {
 	rows := make([]ScoreRow, b.N)
 	for i := range rows {
-		rows[i] = ScoreRow{Index: b.Index[i], Source: b.Source[i], Label: b.Label[i], Pred: bs.Pred[i],
-			Scores: make([]float64, len(bs.Scores))}
-		for d := range bs.Scores {
-			rows[i].Scores[d] = bs.Scores[d][i]
-		}
+		rows[i] = ScoreRow{Index: b.Index[i], Source: b.Source[i], Label: b.Label[i], Pred: bs.Pred[i], Scores: bs.Sample(i)}
 	}
 	return rows
 }

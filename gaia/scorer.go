@@ -245,6 +245,15 @@ type BatchScores struct {
 	Scores [][]float64 // Scores[d][n]: detector d (Scorer.Detectors order), sample n; higher = more OOD
 }
 
+// Sample is sample i's scores, one per detector (Scorer.Detectors order).
+func (b *BatchScores) Sample(i int) []float64 {
+	out := make([]float64, len(b.Scores))
+	for d := range b.Scores {
+		out[d] = b.Scores[d][i]
+	}
+	return out
+}
+
 // Score scores a batch x (N x C x H x W, normalized as the model expects).
 func (s *Scorer) Score(x *torch.Tensor) (*BatchScores, error) {
 	r, err := s.m.Run(x, s.values, s.passes)

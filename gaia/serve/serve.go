@@ -230,13 +230,7 @@ func gateOptions(g *gaia.Gate, opt *gaia.Options) error {
 		return err
 	}
 	opt.Detectors = dets
-	taps := ""
-	for i, t := range g.Taps {
-		if i > 0 {
-			taps += ","
-		}
-		taps += t
-	}
+	taps := strings.Join(g.Taps, ",")
 	switch g.Detector {
 	case gaia.GAIAZ, gaia.GAIAZFast:
 		if taps != "" {
@@ -365,11 +359,7 @@ func (s *Server) score(batch []segment, buf []float32) {
 		}
 		outs := make([]output, sg.to-sg.from)
 		for k := range outs {
-			o := output{pred: bs.Pred[i], prob: bs.Prob[i], scores: make([]float64, len(bs.Scores))}
-			for d := range bs.Scores {
-				o.scores[d] = bs.Scores[d][i]
-			}
-			outs[k] = o
+			outs[k] = output{pred: bs.Pred[i], prob: bs.Prob[i], scores: bs.Sample(i)}
 			i++
 		}
 		sg.j.complete(sg.from, outs, nil)
