@@ -46,3 +46,8 @@ func (e *Error) Error() string {
 
 // ErrClosed is returned by calls on a closed Module.
 var ErrClosed = errors.New("torch: module is closed")
+
+// ErrNoLibTorch is returned by Load in a build without LibTorch (cgo off,
+// as CGO_ENABLED=0 builds are): such a gaia reads score files, evaluates,
+// calibrates, merges and reports, but scores nothing.
+var ErrNoLibTorch = errors.New("this build of gaia has no LibTorch (it was built with CGO_ENABLED=0)")

@@ -4,8 +4,16 @@
 // success and a non-zero code on failure, and then fills *st with that code and
 // a message allocated with malloc, which the caller frees with gaia_free.
 // No C++ exception ever crosses this boundary. Nothing here keeps a pointer to
-// memory passed in after the call returns; everything returned is allocated
-// with malloc and owned by the caller.
+// memory passed in after the call returns. What a call hands back is
+// allocated with malloc and owned by the caller, who frees it with the free
+// function named beside it; the one exception is gaia_torch_version's static
+// string.
+//
+// The implementation is split by job: abi.cpp (these functions and the
+// copies in and out), graph.cpp (tap discovery and graph rewriting), run.cpp
+// (the forward, the backward passes and their hooks) and reduce.cpp (the
+// per-channel reductions, CPU loop and CUDA launcher side by side);
+// shim_internal.h holds what they share.
 #ifndef GAIA_SHIM_H
 #define GAIA_SHIM_H
 
@@ -34,6 +42,16 @@ typedef struct gaia_status {
 // An opaque loaded TorchScript module with its tapped forward graph.
 typedef struct gaia_module gaia_module;
 
+// What a tap is.
+enum {
+  GAIA_TAP_BATCH_NORM = 1,        // output of aten::batch_norm
+  GAIA_TAP_GROUP_NORM = 2,        // output of aten::group_norm
+  GAIA_TAP_INSTANCE_NORM = 3,     // output of aten::instance_norm
+  GAIA_TAP_RELU_INPUT = 4,        // input of a ReLU (models without normalization)
+  GAIA_TAP_FEATURE_MAP = 5,       // the final feature map, before global pooling
+  GAIA_TAP_CLASSIFIER_INPUT = 6,  // the vector that enters the classifier (N x C)
+};
+
 // Scalar losses a backward pass can start from. z are the logits (the
 // module's first output), N x K.
 enum {
@@ -49,8 +67,8 @@ enum {
   GAIA_LOSS_GATE = 6,
 };
 
-// How each tap gradient is reduced before it is copied out. G is N x C x H x W
-// (a 2-D gradient is taken as N x C x 1 x 1).
+// What a pass hands back for each of its taps. G is the tap's gradient,
+// N x C x H x W (a 2-D gradient is taken as N x C x 1 x 1).
 enum {
   GAIA_REDUCE_NONE = 0,             // the full gradient
   GAIA_REDUCE_CHANNEL_MEAN = 1,     // N x C: mean over H, W
@@ -59,6 +77,11 @@ enum {
   GAIA_REDUCE_SUMSQ_MEAN = 4,       // N: sum_c (mean over H, W)^2
   GAIA_REDUCE_MEANABS_MEAN = 5,     // N: mean_c |mean over H, W|
   GAIA_REDUCE_L1 = 6,               // N: sum of |G| over all but the first axis
+  // For the input tap alone: x' = x - step_c * s, s = +1 where G >= 0 and -1
+  // elsewhere, step_c = params[params_offset + c] (one per input channel);
+  // hands back the logits of a second forward on x' (ODIN's perturbation,
+  // done on the device).
+  GAIA_REDUCE_PERTURB_FORWARD = 7,
 };
 
 // Flags of gaia_module_run.
@@ -71,13 +94,15 @@ enum {
 
 // The tap index that names the input batch itself (for input gradients).
 #define GAIA_TAP_INPUT (-1)
-// The tap index that names every parameter of the module: the pass's result
-// is one vector, the L1 norm of each parameter's gradient (for measuring a
-// full backward, as training does it).
+// The tap index that names every parameter of the module, alone in a pass:
+// the pass's result is one vector, the L1 norm of each parameter's gradient
+// (for measuring a full backward, as training does it).
 #define GAIA_TAP_PARAMS (-2)
 
 // One backward pass: the gradient of one loss with respect to n_taps taps,
-// whose indices are tap_list[taps_offset : taps_offset + n_taps].
+// whose indices are tap_list[taps_offset : taps_offset + n_taps], each
+// handed back as reduce says. Its parameters, if it has any, are
+// params[params_offset : params_offset + n_params].
 typedef struct gaia_pass {
   int32_t loss;
   int32_t loss_tap;
@@ -85,6 +110,8 @@ typedef struct gaia_pass {
   int32_t reduce;
   int32_t taps_offset;
   int32_t n_taps;
+  int32_t params_offset;
+  int32_t n_params;
 } gaia_pass;
 
 typedef struct gaia_tensor {
@@ -93,22 +120,60 @@ typedef struct gaia_tensor {
   int64_t shape[8];
 } gaia_tensor;
 
+// The result of gaia_module_run: n tensors, in order: the module's own
+// outputs (n_outputs, the logits first), the values asked for (n_values),
+// then pass_counts[p] tensors for each of the n_passes passes.
 typedef struct gaia_result {
   int32_t n;
   gaia_tensor* tensors;
+  int32_t n_outputs;
+  int32_t n_values;
+  int32_t n_passes;
+  int32_t* pass_counts;
 } gaia_result;
 
-// gaia_free frees memory the shim allocated (messages, strings).
+// One tap, as gaia_module_describe lists it.
+typedef struct gaia_tap_info {
+  char* name;        // module path, such as "layer3.1.bn2"
+  int32_t kind;      // GAIA_TAP_*
+  int64_t channels;  // -1 when unknown before a forward
+  int32_t gated;     // 1: a ReLU follows it and GAIA_LOSS_GATE can read it
+} gaia_tap_info;
+
+// What gaia_module_describe hands back; free with gaia_module_info_free.
+typedef struct gaia_module_info {
+  char* device;            // "cpu", "cuda:0"
+  int64_t input_channels;  // of the first convolution; -1 when unknown
+  int32_t n_taps;
+  gaia_tap_info* taps;
+  int32_t n_warnings;
+  char** warnings;  // what the tap machinery could not handle
+} gaia_module_info;
+
+// One tensor shape.
+typedef struct gaia_shape {
+  int32_t ndim;
+  int64_t dims[8];
+} gaia_shape;
+
+// gaia_free frees memory the shim allocated (messages).
 void gaia_free(void* p);
 
 // gaia_result_free frees a result and every tensor in it; NULL is fine.
 void gaia_result_free(gaia_result* r);
 
-// gaia_torch_version returns LibTorch's version, a static string.
+// gaia_module_info_free frees what gaia_module_describe handed back; NULL is fine.
+void gaia_module_info_free(gaia_module_info* info);
+
+// gaia_torch_version returns LibTorch's version, a static string (not freed).
 const char* gaia_torch_version(void);
 
 // gaia_cuda_device_count wraps torch::cuda::device_count (0 without CUDA).
 int32_t gaia_cuda_device_count(void);
+
+// gaia_cuda_kernels_built reports whether the shim was built with the fused
+// CUDA kernels of cuda/ (GAIA_WITH_CUDA).
+int32_t gaia_cuda_kernels_built(void);
 
 // gaia_tune_malloc keeps freed blocks up to mmap_threshold bytes in glibc's
 // heap instead of returning them to the kernel (mallopt M_MMAP_THRESHOLD and
@@ -130,6 +195,11 @@ void gaia_set_allow_tf32(int32_t allow);
 // gaia_manual_seed wraps torch::manual_seed (CPU and every CUDA device).
 void gaia_manual_seed(uint64_t seed);
 
+// gaia_cuda_memory reports the CUDA caching allocator's current and peak
+// allocated bytes on a device since the last reset (reset != 0 resets the
+// peak after reading). Returns -1 without CUDA.
+int gaia_cuda_memory(int32_t device, int32_t reset, int64_t* current, int64_t* peak);
+
 // gaia_module_load loads a TorchScript module from the file at path, or, when
 // path is NULL, from the len bytes at data (copied during the call). device is
 // "cpu", "cuda", "cuda:N" or "auto". The module is put in eval mode and its
@@ -140,39 +210,29 @@ int gaia_module_load(const char* path, const void* data, size_t len,
 // gaia_module_free frees a module; NULL is fine.
 void gaia_module_free(gaia_module* m);
 
-// gaia_module_describe returns a malloc'd text, one record a line, fields
-// separated by tabs: "device\tNAME", "input_channels\tC",
-// "tap\tINDEX\tNAME\tKIND\tCHANNELS\tGATED", "warning\tTEXT". GATED is 1 when
-// a ReLU follows the tap (directly or after one addition) and its output
-// does not feed max-pooling: GAIA_LOSS_GATE can read that tap.
-int gaia_module_describe(gaia_module* m, char** out, gaia_status* st);
+// gaia_module_describe hands back the module's device, input channels, taps
+// (in graph order: a tap's index is its position) and warnings.
+int gaia_module_describe(gaia_module* m, gaia_module_info** out, gaia_status* st);
 
 // gaia_module_run copies the float32 batch input (shape[0..3] = N, C, H, W)
 // to the module's device, runs the tapped forward in eval mode and then each
-// pass in order (the autograd graph is kept until the last pass). The result
-// holds, in order: every tensor the module's forward returns (the logits
-// first); the value of each tap in values; then, for each pass, one reduced
-// gradient per tap of that pass.
+// pass in order (the autograd graph is kept until the last pass), and hands
+// back a gaia_result (see there). values are tap indices (or GAIA_TAP_INPUT)
+// whose values are handed back; a classifier input that is N x C x 1 x 1 (a
+// 1x1-convolution head) comes back as N x C.
 int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape,
                     const int32_t* values, int32_t n_values,
                     const gaia_pass* passes, int32_t n_passes,
-                    const int32_t* tap_list, int32_t n_tap_list, int32_t flags,
+                    const int32_t* tap_list, int32_t n_tap_list,
+                    const double* params, int32_t n_params, int32_t flags,
                     gaia_result** out, gaia_status* st);
 
-// gaia_cuda_memory reports the CUDA caching allocator's current and peak
-// allocated bytes on a device since the last reset (reset != 0 resets the
-// peak after reading). Returns -1 without CUDA.
-int gaia_cuda_memory(int32_t device, int32_t reset, int64_t* current, int64_t* peak);
-
-// gaia_cuda_available_in_build reports whether the shim was built with the
-// fused CUDA kernels of cuda/ (GAIA_WITH_CUDA).
-int32_t gaia_cuda_kernels_built(void);
-
 // gaia_module_tap_shapes runs one forward without gradients on a batch of
-// zeros of the given shape and returns a malloc'd text, one line a tap:
-// "INDEX\tD0xD1x...". It is how a caller learns spatial sizes.
-int gaia_module_tap_shapes(gaia_module* m, const int64_t* shape, char** out,
-                           gaia_status* st);
+// zeros of the given shape and hands back each tap's value shape, one per tap
+// in tap order (*n of them, malloc'd; free with gaia_free). It is how a
+// caller learns spatial sizes.
+int gaia_module_tap_shapes(gaia_module* m, const int64_t* shape, gaia_shape** out,
+                           int32_t* n, gaia_status* st);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,48 @@
+//go:build !cgo || gaia_nolibtorch
+
+package torch
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// This build has no LibTorch: cgo is off (CGO_ENABLED=0, or no C compiler)
+// or the gaia_nolibtorch tag is set. Everything that describes models, taps
+// and passes still works; loading a model fails with ErrNoLibTorch.
+
+// Available reports whether this build links LibTorch (it does not).
+func Available() bool { return false }
+
+// handle is the LibTorch side of a Module; this build has none.
+type handle struct{}
+
+func openHandle(op, path string, b []byte, device string, threads *atomic.Int32) (*handle, *moduleInfo, error) {
+	return nil, nil, fmt.Errorf("torch: %s: %w", op, ErrNoLibTorch)
+}
+
+func (h *handle) free()                             {}
+func (h *handle) run(*request) (*response, error)   { return nil, ErrNoLibTorch }
+func (h *handle) tapShapes([4]int) ([][]int, error) { return nil, ErrNoLibTorch }
+func (h *handle) threadsInUse() int                 { return 0 }
+
+// CUDAKernelsBuilt is false: no LibTorch, no kernels.
+func CUDAKernelsBuilt() bool { return false }
+
+// CUDAMemory reports nothing without LibTorch.
+func CUDAMemory(device int, reset bool) (current, peak int64, ok bool) { return 0, 0, false }
+
+// SetAllowTF32 does nothing without LibTorch.
+func SetAllowTF32(allow bool) {}
+
+// ManualSeed does nothing without LibTorch.
+func ManualSeed(seed uint64) {}
+
+// Version says that no LibTorch is linked.
+func Version() string { return "none (built without cgo)" }
+
+// CUDADeviceCount is 0 without LibTorch.
+func CUDADeviceCount() int { return 0 }
+
+// MallocTuned is false: the tuning is done by the LibTorch build.
+func MallocTuned() bool { return false }
