@@ -107,9 +107,17 @@ testdata: $(TORCH_MK)
 	$(TORCH_PYTHON) scripts/make_testdata.py --out $(TESTDATA)
 	$(TORCH_PYTHON) scripts/metrics_reference.py --out $(TESTDATA)/metrics_cases.json
 
+# The pure-Go core is also built, vetted and tested without cgo (what a
+# CGO_ENABLED=0 build of gaia can do: eval, calibrate, merge, reports), and
+# under the race detector, which needs cgo, with LibTorch left out by the
+# gaia_nolibtorch tag.
+RACE_PKGS := ./gaia/... ./torch/... ./cmd/...
 test: build testdata cuda-kernels
 	$(TORCH_PYTHON) scripts/test_export.py
 	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./...
+	CGO_ENABLED=0 GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
+	$(GO) test -race -count=1 -tags gaia_nolibtorch $(RACE_PKGS)
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 
 demo: build

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !gaia_nolibtorch
 
 package gaia
 
@@ -37,11 +37,11 @@ func TestCUDAMatchesCPU(t *testing.T) {
 			for i, dev := range []string{"cpu", "cuda"} {
 				m, err := torch.Load(filepath.Join(dir, ref.Model), dev)
 				require.NoError(t, err)
-				s, err := NewScorer(m, Options{Detectors: AllDetectors, Std: ref.Std})
+				s, err := NewScorer(m, AllDetectors, nil, ref.Std)
 				require.NoError(t, err)
 				scores[i], err = s.Score(x)
 				require.NoError(t, err)
-				nz[i], err = m.Run(x, nil, []torch.Pass{{Loss: torch.LossMaxLogit, Taps: indices(s.TapsZ()), Reduce: torch.ReduceChannelNonzero}})
+				nz[i], err = m.Run(x, nil, []torch.Pass{{Loss: torch.LossMaxLogit, Taps: indices(s.Taps("gaia-z")), Reduce: torch.ReduceChannelNonzero}})
 				require.NoError(t, err)
 				m.Close()
 			}
@@ -76,12 +76,12 @@ func TestGateMaskMatchesGradientZeros(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, model), device)
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, Options{Detectors: []string{GAIAZFast}})
+			s, err := NewScorer(m, []string{"gaia-z-fast"}, nil, nil)
 			require.NoError(t, err)
-			gated := indices(s.TapsZFast())
+			gated := indices(s.Taps("gaia-z-fast"))
 			require.NotEmpty(t, gated)
 			if strings.HasPrefix(model, "resnet") {
-				for _, tp := range s.TapsZFast() {
+				for _, tp := range s.Taps("gaia-z-fast") {
 					assert.NotEqual(t, "bn1", tp.Name, "torchvision's stem ReLU feeds max-pooling: excluded")
 				}
 			}
@@ -106,10 +106,10 @@ func TestGateMaskMatchesGradientZeros(t *testing.T) {
 			t.Logf("%d of %d (sample, channel) fractions differ between the gradient and the ReLU mask", differ, total)
 			assert.LessOrEqual(t, float64(differ), 0.001*float64(total))
 			sel := make([]string, 0, len(gated))
-			for _, tp := range s.TapsZFast() {
+			for _, tp := range s.Taps("gaia-z-fast") {
 				sel = append(sel, tp.Name)
 			}
-			exact, err := NewScorer(m, Options{Detectors: []string{GAIAZ, GAIAZFast}, TapsZ: strings.Join(sel, ",")})
+			exact, err := NewScorer(m, []string{"gaia-z", "gaia-z-fast"}, Settings{"taps-z": strings.Join(sel, ",")}, nil)
 			require.NoError(t, err)
 			bs, err := exact.Score(x)
 			require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gaia-ood/gaia/gaia/data"
@@ -17,21 +18,38 @@ import (
 
 // ScoreMeta is the provenance of a score file, written beside it as
 // FILE.json: what made the scores, so that a gate calibrated on them can name
-// its model and taps.
+// its model, settings and taps.
 type ScoreMeta struct {
 	Model       string   `json:"model"`
 	ModelSHA256 string   `json:"model_sha256"`
 	Data        string   `json:"data"`
 	Detectors   []string `json:"detectors"`
-	TapsZ       []string `json:"taps_z,omitempty"`
-	TapsA       []string `json:"taps_a,omitempty"`
-	FeatureMap  string   `json:"feature_map,omitempty"`
-	ODINT       float64  `json:"odin_temperature"`
-	ODINEps     float64  `json:"odin_epsilon"`
-	Device      string   `json:"device"`
-	LibTorch    string   `json:"libtorch"`
-	Rows        int      `json:"rows"`
-	Created     string   `json:"created"`
+	// Settings are what the detectors read, defaults filled in.
+	Settings Settings `json:"settings"`
+	// Taps are, per detector with a tap selection, the taps it chose.
+	Taps     map[string][]string `json:"taps,omitempty"`
+	Device   string              `json:"device"`
+	LibTorch string              `json:"libtorch"`
+	Rows     int                 `json:"rows"`
+	Created  string              `json:"created"`
+}
+
+// UnmarshalJSON reads provenance, also in its earlier form (settings and
+// taps under keys of their own, Setting.Legacy).
+func (m *ScoreMeta) UnmarshalJSON(b []byte) error {
+	type plain ScoreMeta
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*m = ScoreMeta(p)
+	if m.Settings == nil {
+		m.Settings = Settings{}
+	}
+	if m.Taps == nil {
+		m.Taps = map[string][]string{}
+	}
+	return readLegacy(b, registeredNames(), m.Settings, m.Taps)
 }
 
 // ScoreMetaPath is where a score file's provenance lives.
@@ -49,22 +67,52 @@ func ReadScoreMeta(scoreFile string) (*ScoreMeta, error) {
 // Gate is a calibrated decision: a sample whose score is above Threshold is
 // flagged out-of-distribution; at or below, it is accepted.
 type Gate struct {
-	Detector    string   `json:"detector"`
-	Threshold   float64  `json:"threshold"`
-	TargetTPR   float64  `json:"target_tpr"`
-	MeasuredTPR float64  `json:"measured_tpr"` // on the calibration set
-	NumID       int      `json:"n_id"`
-	Model       string   `json:"model"`
-	ModelSHA256 string   `json:"model_sha256"`
-	Taps        []string `json:"taps,omitempty"`
-	FeatureMap  string   `json:"feature_map,omitempty"`
-	ODINT       float64  `json:"odin_temperature,omitempty"`
-	ODINEps     float64  `json:"odin_epsilon,omitempty"`
+	Detector    string  `json:"detector"`
+	Threshold   float64 `json:"threshold"`
+	TargetTPR   float64 `json:"target_tpr"`
+	MeasuredTPR float64 `json:"measured_tpr"` // on the calibration set
+	NumID       int     `json:"n_id"`
+	Model       string  `json:"model"`
+	ModelSHA256 string  `json:"model_sha256"`
+	// Settings are the detector's settings as calibrated, its tap selection
+	// pinned to the taps it chose (Taps).
+	Settings Settings `json:"settings,omitempty"`
+	Taps     []string `json:"taps,omitempty"`
 	// Transform is the calibration data's preprocessing (data spec options
 	// such as "resize=32x32"): gaia serve applies it to the images it gets.
 	Transform   string `json:"transform,omitempty"`
 	Calibration string `json:"calibration_scores"`
 	Created     string `json:"created"`
+}
+
+// UnmarshalJSON reads a gate, also in its earlier form (settings under keys
+// of their own, Setting.Legacy; the taps without their setting).
+func (g *Gate) UnmarshalJSON(b []byte) error {
+	type plain Gate
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*g = Gate(p)
+	if g.Settings == nil {
+		g.Settings = Settings{}
+		if err := readLegacy(b, []string{g.Detector}, g.Settings, nil); err != nil {
+			return err
+		}
+		g.pinTaps()
+	}
+	return nil
+}
+
+// pinTaps sets the detector's tap selection to exactly the gate's taps.
+func (g *Gate) pinTaps() {
+	d, err := Lookup(g.Detector)
+	if err != nil || len(g.Taps) == 0 {
+		return
+	}
+	if st := d.tapSetting(); st != nil {
+		g.Settings[st.Name] = strings.Join(g.Taps, ",")
+	}
 }
 
 // Accept reports whether a score passes the gate (looks in-distribution).
@@ -89,8 +137,13 @@ func Calibrate(id []float64, tpr float64) (threshold, measured float64, err erro
 }
 
 // NewGate calibrates a gate for one detector of an ID score file, taking the
-// model's identity and taps from the file's provenance.
+// model's identity, the detector's settings and its taps from the file's
+// provenance.
 func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gate, error) {
+	d, err := Lookup(detector)
+	if err != nil {
+		return nil, err
+	}
 	col, err := sf.Column(detector)
 	if err != nil {
 		return nil, err
@@ -101,19 +154,18 @@ func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gat
 	}
 	g := &Gate{Detector: detector, Threshold: th, TargetTPR: tpr, MeasuredTPR: measured, NumID: len(col),
 		Model: meta.Model, ModelSHA256: meta.ModelSHA256, Calibration: sf.Path,
+		Settings: Settings{}, Taps: meta.Taps[detector],
 		Created: time.Now().UTC().Format(time.RFC3339)}
+	for _, st := range d.Settings {
+		if v, ok := meta.Settings[st.Name]; ok {
+			g.Settings[st.Name] = v
+		}
+	}
+	g.pinTaps()
 	if meta.Data != "" {
 		if g.Transform, err = data.TransformOptions(meta.Data); err != nil {
 			return nil, fmt.Errorf("score provenance of %s: %w", sf.Path, err)
 		}
-	}
-	switch detector {
-	case GAIAZ, GAIAZFast:
-		g.Taps = meta.TapsZ
-	case GAIAA:
-		g.Taps, g.FeatureMap = meta.TapsA, meta.FeatureMap
-	case ODIN:
-		g.ODINT, g.ODINEps = meta.ODINT, meta.ODINEps
 	}
 	return g, nil
 }
@@ -126,6 +178,9 @@ func LoadGate(path string) (*Gate, error) {
 	}
 	if g.Detector == "" || math.IsNaN(g.Threshold) {
 		return nil, fmt.Errorf("gate %s: no detector or threshold", path)
+	}
+	if _, err := Lookup(g.Detector); err != nil {
+		return nil, fmt.Errorf("gate %s: %w", path, err)
 	}
 	return g, nil
 }

@@ -2,6 +2,7 @@ package gaia
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,3 +74,12 @@ func TestMetricsDegenerate(t *testing.T) {
 }
 
 func nanValue() float64 { z := 0.0; return z / z }
+
+// ExampleCompute: four ID and four OOD scores, one OOD sample (2.5) among
+// the ID ones.
+func ExampleCompute() {
+	m, _ := Compute([]float64{1, 2, 3, 4}, []float64{2.5, 5, 6, 7})
+	fmt.Printf("AUROC %.3f, FPR95 %.2f (ID positive), %.2f (OOD positive), detection error %.3f\n",
+		m.AUROC, m.FPR95, m.FPR95OODPositive, m.DetectionError)
+	// Output: AUROC 0.875, FPR95 0.25 (ID positive), 0.50 (OOD positive), detection error 0.125
+}

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !gaia_nolibtorch
 
 package gaia
 
@@ -61,7 +61,7 @@ func TestDetectorsMatchReference(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, ref.Model), device)
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, Options{Detectors: AllDetectors, Std: ref.Std})
+			s, err := NewScorer(m, AllDetectors, nil, ref.Std)
 			require.NoError(t, err)
 			t.Log(s.Describe())
 			x := ref.arr["x"]
@@ -91,7 +91,7 @@ func TestScoresDoNotDependOnBatch(t *testing.T) {
 	if testenv.OnCUDA() {
 		tol = 1e-4 // cuDNN may pick other algorithms for other batch sizes
 	}
-	s, err := NewScorer(m, Options{Detectors: AllDetectors})
+	s, err := NewScorer(m, AllDetectors, nil, nil)
 	require.NoError(t, err)
 	const n = 128
 	x := &torch.Tensor{Shape: []int{n, 3, 32, 32}, Data: make([]float32, n*3*32*32)}
@@ -132,19 +132,20 @@ func TestDefaultTaps(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, c.model), "cpu")
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, Options{Detectors: []string{GAIAZ, GAIAA}})
+			s, err := NewScorer(m, []string{"gaia-z", "gaia-a"}, nil, nil)
 			require.NoError(t, err)
-			assert.Len(t, s.TapsZ(), c.nZ)
-			require.Len(t, s.TapsA(), c.nA)
-			assert.Equal(t, c.firstA, s.TapsA()[0].Name)
-			assert.Equal(t, c.lastA, s.TapsA()[len(s.TapsA())-1].Name)
+			assert.Len(t, s.Taps("gaia-z"), c.nZ)
+			tapsA := s.Taps("gaia-a")
+			require.Len(t, tapsA, c.nA)
+			assert.Equal(t, c.firstA, tapsA[0].Name)
+			assert.Equal(t, c.lastA, tapsA[len(tapsA)-1].Name)
 
 			sel, err := SelectTaps(m.Taps(), "kind:batch_norm")
 			require.NoError(t, err)
 			assert.Len(t, sel, c.nZ)
 			_, err = SelectTaps(m.Taps(), "nosuchlayer")
 			assert.ErrorContains(t, err, `"nosuchlayer" matches no normalization tap`)
-			_, err = NewScorer(m, Options{Detectors: []string{GAIAZ}, TapsZ: "last:x"})
+			_, err = NewScorer(m, []string{"gaia-z"}, Settings{"taps-z": "last:x"}, nil)
 			assert.ErrorContains(t, err, "last:N")
 		})
 	}

@@ -166,9 +166,15 @@ func (m *Manifest) Compatible(o *Manifest) string {
 // writes their rows, in order, to out, with out's provenance beside it. It
 // returns the rows written.
 func Merge(dir, out string) (int, error) {
-	paths, err := filepath.Glob(filepath.Join(dir, "shard-*-of-*.json"))
+	all, err := filepath.Glob(filepath.Join(dir, "shard-*-of-*.json"))
 	if err != nil {
 		return 0, err
+	}
+	var paths []string // manifests, not a score file's provenance (shard-...csv.json)
+	for _, p := range all {
+		if !strings.HasSuffix(p, ".csv.json") {
+			paths = append(paths, p)
+		}
 	}
 	if len(paths) == 0 {
 		return 0, fmt.Errorf("merge: %s holds no shard manifest (shard-*-of-*.json)", dir)

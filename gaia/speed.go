@@ -1,5 +1,3 @@
-//go:build cgo
-
 package gaia
 
 import (
@@ -32,7 +30,7 @@ type Speed struct {
 }
 
 // workload returns a function that runs one batch of the named workload.
-func workload(m *torch.Module, name string, x *torch.Tensor, opt Options) (func() error, error) {
+func workload(m *torch.Module, name string, x *torch.Tensor, s Settings, std []float64) (func() error, error) {
 	switch name {
 	case RefForward:
 		return func() error { _, err := m.Forward(x); return err }, nil
@@ -47,19 +45,19 @@ func workload(m *torch.Module, name string, x *torch.Tensor, opt Options) (func(
 	if name == AllDetectorsTogether {
 		dets = AllDetectors
 	}
-	opt.Detectors = dets
-	s, err := NewScorer(m, opt)
+	sc, err := NewScorer(m, dets, s, std)
 	if err != nil {
 		return nil, err
 	}
-	return func() error { _, err := s.Score(x); return err }, nil
+	return func() error { _, err := sc.Score(x); return err }, nil
 }
 
 // MeasureSpeed runs a workload (a detector name, AllDetectorsTogether or a
 // Ref* name) on batch x, once to warm up, then for at least minTime, and
-// reports images per second and peak memory.
-func MeasureSpeed(m *torch.Module, name string, x *torch.Tensor, opt Options, minTime time.Duration) (Speed, error) {
-	run, err := workload(m, name, x, opt)
+// reports images per second and peak memory. s and std are the detectors'
+// settings and the input normalization's std.
+func MeasureSpeed(m *torch.Module, name string, x *torch.Tensor, s Settings, std []float64, minTime time.Duration) (Speed, error) {
+	run, err := workload(m, name, x, s, std)
 	if err != nil {
 		return Speed{}, err
 	}

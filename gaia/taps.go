@@ -214,3 +214,14 @@ func bitLastBlock(all []torch.Tap) string {
 	}
 	return fmt.Sprintf("body.block%d", last)
 }
+
+// channels is the taps' channel count in all; a tap whose count is unknown
+// is an error naming it.
+func channels(taps []torch.Tap) (int, error) {
+	for _, t := range taps {
+		if t.Channels <= 0 {
+			return 0, fmt.Errorf("tap %s: channel count unknown", t.Name)
+		}
+	}
+	return sumChannels(taps), nil
+}

@@ -159,11 +159,13 @@ func prepare(o *options, dets []string, stderr io.Writer) ([][]byte, [][]float64
 			return nil, nil, err
 		}
 	}
-	meta, err := gaia.LoadMeta(o.model)
+	model, err := gaia.OpenModel(gaia.ModelConfig{Path: o.model, Device: o.device, Detectors: dets})
 	if err != nil {
 		return nil, nil, err
 	}
-	tf, err := data.ParseTransform(o.transform, meta.InputSize[0], meta.InputSize[1], meta.InputSize[2], meta.Mean, meta.Std)
+	defer model.Close()
+	c, h, w := model.Input()
+	tf, err := data.ParseTransform(o.transform, c, h, w, model.Meta.Mean, model.Meta.Std)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -171,15 +173,7 @@ func prepare(o *options, dets []string, stderr io.Writer) ([][]byte, [][]float64
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := torch.Load(o.model, o.device)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer m.Close()
-	s, err := gaia.NewScorer(m, gaia.Options{Detectors: dets, Std: meta.Std})
-	if err != nil {
-		return nil, nil, err
-	}
+	s := model.Scorer()
 	out := filepath.Join(dir, "scores.csv")
 	sw, err := gaia.CreateScoreWriter(out, dets, nil)
 	if err != nil {

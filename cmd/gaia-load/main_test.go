@@ -1,3 +1,5 @@
+//go:build cgo && !gaia_nolibtorch
+
 package main
 
 import (

@@ -38,6 +38,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if cfgPath == "" {
 		return usagef("bench: usage: gaia bench CONFIG [-quiet] [-out DIR] [-format table]")
 	}
+	if err := needLibTorch("bench"); err != nil {
+		return err
+	}
 	cfg, err := bench.LoadConfig(cfgPath)
 	if err != nil {
 		return err

@@ -11,23 +11,6 @@ import (
 	"github.com/gaia-ood/gaia/torch"
 )
 
-// parseCHW parses "3x32x32".
-func parseCHW(s string) ([3]int, error) {
-	var out [3]int
-	f := strings.Split(s, "x")
-	if len(f) != 3 {
-		return out, fmt.Errorf("%q: want CxHxW, such as 3x32x32", s)
-	}
-	for i, v := range f {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return out, fmt.Errorf("%q: want CxHxW with positive numbers", s)
-		}
-		out[i] = n
-	}
-	return out, nil
-}
-
 func runVersion(stdout io.Writer) error {
 	fmt.Fprintf(stdout, "gaia %s\nLibTorch %s\n", gaia.Version, torch.Version())
 	return nil
@@ -49,6 +32,9 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := needLibTorch("info"); err != nil {
+		return err
+	}
 	if *model == "" {
 		return usagef("info: -model is required")
 	}
@@ -58,7 +44,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	var chw [3]int
 	var haveSize bool
 	if *input != "" {
-		v, err := parseCHW(*input)
+		v, err := gaia.ParseCHW(*input)
 		if err != nil {
 			return usagef("info: -input %v", err)
 		}

@@ -1,8 +1,10 @@
+//go:build cgo && !gaia_nolibtorch
+
 package main
 
 import (
-	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,17 +15,6 @@ import (
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/internal/testenv"
 )
-
-func runCmd(args ...string) (string, string, error) {
-	var out, errb bytes.Buffer
-	err := run(args, &out, &errb)
-	return out.String(), errb.String(), err
-}
-
-func isUsage(err error) bool {
-	_, ok := err.(usageError)
-	return ok
-}
 
 func TestInfo(t *testing.T) {
 	dir := testenv.Testdata(t)
@@ -169,4 +160,45 @@ func TestScoreBadInput(t *testing.T) {
 	for _, e := range entries {
 		assert.NotContains(t, e.Name(), "partial")
 	}
+}
+
+// TestNoCgoBinaryReadsScoreFiles: `CGO_ENABLED=0 go build ./cmd/gaia` makes
+// a binary whose eval and calibrate give what this build's give on score
+// files this build wrote, and whose score says it has no LibTorch.
+func TestNoCgoBinaryReadsScoreFiles(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	root := testenv.Root()
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Skip("the sources are not beside this test binary")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "gaia-nocgo")
+	build := exec.Command(goBin, "build", "-o", bin, "./cmd/gaia")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	model := filepath.Join(root, "models", "mnist_resnet.pt")
+	id, ood := filepath.Join(tmp, "id.csv"), filepath.Join(tmp, "ood.csv")
+	for path, spec := range map[string]string{id: "noise:gaussian,n=64,shape=1x28x28,seed=1", ood: "noise:uniform,n=64,shape=1x28x28,seed=2"} {
+		_, stderr, err := runCmd("score", "--quiet", "--model", model, "--data", spec, "--device", testenv.Device(), "--out", path)
+		require.NoError(t, err, stderr)
+	}
+	want, _, err := runCmd("eval", "--id", id, "--ood", "U="+ood, "--format", "json")
+	require.NoError(t, err)
+	got, err := exec.Command(bin, "eval", "--id", id, "--ood", "U="+ood, "--format", "json").Output()
+	require.NoError(t, err)
+	assert.JSONEq(t, want, string(got))
+	cal, err := exec.Command(bin, "calibrate", "--id", id, "--detector", "odin", "--out", filepath.Join(tmp, "gate.json")).CombinedOutput()
+	require.NoError(t, err, "%s", cal)
+	g, err := gaia.LoadGate(filepath.Join(tmp, "gate.json"))
+	require.NoError(t, err)
+	assert.Equal(t, 1000.0, g.Settings.Float("odin-temperature"))
+	msg, err := exec.Command(bin, "score", "--model", model, "--data", "noise:uniform,n=2,shape=1x28x28").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(msg), "gaia score needs LibTorch")
 }

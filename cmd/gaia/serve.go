@@ -25,8 +25,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Gate, "gate", "", "a gate `file` from gaia calibrate: its detector, taps, threshold and preprocessing")
 	dets := fs.String("detectors", "", "more detectors to score and report (`list`), besides the gate's")
 	fs.StringVar(&cfg.Transform, "transform", "", "image preprocessing as data spec `options` (resize=32x32, resize=256,center-crop=224); default the gate's")
-	fs.StringVar(&cfg.TapsZ, "taps-z", "", "GAIA-Z taps when there is no gate")
-	fs.StringVar(&cfg.TapsA, "taps-a", "", "GAIA-A taps when there is no gate")
+	cfg.Settings = gaia.Settings{}
+	gaia.AddSettingFlags(fs, cfg.Settings)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen `address`")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "inputs per batch at most")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Millisecond, "how long a batch waits to fill")
@@ -41,6 +41,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	logJSON := fs.Bool("log-json", false, "logs as JSON lines (default text)")
 	debug := fs.Bool("debug", false, "log every request")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := needLibTorch("serve"); err != nil {
 		return err
 	}
 	if cfg.Model == "" {

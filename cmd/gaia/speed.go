@@ -13,20 +13,27 @@ import (
 	"github.com/gaia-ood/gaia/torch"
 )
 
-var defaultWorkloads = []string{gaia.RefForward, gaia.RefBackwardInput, gaia.RefBackwardParams,
-	gaia.GAIAZ, gaia.GAIAA, gaia.MSP, gaia.MaxLogit, gaia.Energy, gaia.ODIN, gaia.GradNorm, "all"}
+// defaultWorkloads: the references, every detector of "all", and all of them together.
+func defaultWorkloads() []string {
+	return append(append([]string{gaia.RefForward, gaia.RefBackwardInput, gaia.RefBackwardParams}, gaia.AllDetectors...), "all")
+}
 
 func runSpeed(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("speed", stderr)
 	model := fs.String("model", "", "the TorchScript `file`")
+	settings := gaia.Settings{}
+	gaia.AddSettingFlags(fs, settings)
 	device := fs.String("device", "auto", "`device`: auto, cpu, cuda or cuda:N")
 	batch := fs.Int("batch", 128, "batch `size`")
 	input := fs.String("input", "", "input size `CxHxW` (default: from MODEL.json)")
-	list := fs.String("workloads", strings.Join(defaultWorkloads, ","), "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params)")
+	list := fs.String("workloads", strings.Join(defaultWorkloads(), ","), "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params)")
 	seconds := fs.Float64("seconds", 3, "minimum timed `seconds` per workload")
 	format := fs.String("format", "table", "table, markdown or json")
 	after := fs.Bool("reduce-after", false, "reduce tap gradients after the backward instead of in hooks (to measure what the hooks save)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := needLibTorch("speed"); err != nil {
 		return err
 	}
 	if *model == "" {
@@ -41,16 +48,19 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	if err := torch.CheckDevice(*device); err != nil {
 		return usageError{err.Error()}
 	}
-	in, err := modelInput(*model, *input, "", "")
+	if *input != "" {
+		if _, err := gaia.ParseCHW(*input); err != nil {
+			return usagef("speed: -input %v", err)
+		}
+	}
+	opened, err := gaia.OpenModel(gaia.ModelConfig{Path: *model, Device: *device, Input: *input, Settings: settings})
 	if err != nil {
 		return err
 	}
-	c, h, w, std := in.c, in.h, in.w, in.std
-	m, err := torch.Load(*model, *device)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
+	defer opened.Close()
+	m := opened.Replicas[0]
+	c, h, w := opened.Input()
+	std := opened.Meta.Std
 	m.SetReduceInHooks(!*after)
 	x := &torch.Tensor{Shape: []int{*batch, c, h, w}, Data: make([]float32, *batch*c*h*w)}
 	rng := rand.New(rand.NewSource(1))
@@ -66,14 +76,14 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 		if names[i] == "all" {
 			names[i] = gaia.AllDetectorsTogether
 		}
-		if _, err := gaia.MeasureSpeed(m, names[i], x, gaia.Options{Std: std}, time.Millisecond); err != nil {
+		if _, err := gaia.MeasureSpeed(m, names[i], x, settings, std, time.Millisecond); err != nil {
 			return err
 		}
 	}
 	var rows []gaia.Speed
 	floor := 0.0
 	for _, name := range names {
-		sp, err := gaia.MeasureSpeed(m, name, x, gaia.Options{Std: std}, time.Duration(*seconds*float64(time.Second)))
+		sp, err := gaia.MeasureSpeed(m, name, x, settings, std, time.Duration(*seconds*float64(time.Second)))
 		if err != nil {
 			return err
 		}

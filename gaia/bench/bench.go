@@ -1,5 +1,3 @@
-//go:build cgo
-
 package bench
 
 import (
@@ -58,27 +56,22 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		}
 	}
 	t0 := time.Now()
-	meta, err := gaia.LoadMeta(c.Model)
+	model, err := gaia.ReadModel(gaia.ModelConfig{Path: c.Model, Device: c.Device, Detectors: c.detectors, Settings: c.settings})
 	if err != nil {
 		return nil, err
 	}
-	c3, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
+	c3, h, w := model.Input()
 	var sets []*prepared
 	for _, s := range append([]Set{c.ID}, c.OOD...) {
-		// A set without a transform of its own takes the model's (MODEL.json).
-		s.Data = data.WithTransform(s.Data, meta.Transform)
 		p := &prepared{set: s, file: filepath.Join(c.Out, "scores", fileName(s.Name)+".csv")}
-		if p.spec, err = data.ParseSpec(s.Data); err != nil {
+		ds, err := model.Dataset(s.Data)
+		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", s.Name, err)
 		}
-		if p.src, err = data.Open(p.spec); err != nil {
-			return nil, fmt.Errorf("set %s: %w", s.Name, err)
-		}
+		// A set without a transform of its own took the model's (MODEL.json).
+		p.set.Data, p.spec, p.src, p.tf = ds.Spec.Raw, ds.Spec, ds.Source, ds.Transform
 		if p.src.Len() == 0 {
 			return nil, fmt.Errorf("set %s: %s has no images", s.Name, p.src.Describe())
-		}
-		if p.tf, err = data.NewTransform(p.spec, c3, h, w, meta.Mean, meta.Std); err != nil {
-			return nil, fmt.Errorf("set %s: %w", s.Name, err)
 		}
 		// The first sample must fit the model (MODEL.json's input size).
 		img, src, _, err := p.src.Load(0)
@@ -90,20 +83,11 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		}
 		sets = append(sets, p)
 	}
-	m, err := torch.Load(c.Model, c.Device)
-	if err != nil {
+	if err := model.Load(); err != nil {
 		return nil, err
 	}
-	defer m.Close()
-	scorer, err := gaia.NewScorer(m, gaia.Options{Detectors: c.detectors, TapsZ: c.TapsZ, TapsA: c.TapsA,
-		ODINTemperature: c.ODINTemperature, ODINEpsilon: c.ODINEpsilon, Std: meta.Std})
-	if err != nil {
-		return nil, err
-	}
-	modelHash, err := gaia.FileSHA256(c.Model)
-	if err != nil {
-		return nil, err
-	}
+	defer model.Close()
+	m, scorer, meta, modelHash := model.Replicas[0], model.Scorer(), model.Meta, model.SHA256
 	if err := os.MkdirAll(filepath.Join(c.Out, "scores"), 0o755); err != nil {
 		return nil, err
 	}
@@ -243,7 +227,7 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, t *ga
 	for _, p := range sets {
 		fmt.Fprintf(&b, "- %s: `%s`: %s; %s\n", p.set.Name, p.set.Data, p.src.Describe(), p.tf.Describe())
 	}
-	fmt.Fprintf(&b, "- Detectors: %s (ODIN T = %g, epsilon = %g)\n", strings.Join(c.detectors, ", "), orDefault(c.ODINTemperature, 1000), orDefault(c.ODINEpsilon, 0.0014))
+	fmt.Fprintf(&b, "- Detectors: %s; settings: %s\n", strings.Join(c.detectors, ", "), c.settings.For(c.detectors).Canonical())
 	for _, line := range strings.Split(strings.TrimSpace(s.Describe()), "\n") {
 		if line != "" {
 			fmt.Fprintf(&b, "- %s\n", line)
@@ -276,20 +260,12 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, t *ga
 	return b.String()
 }
 
-func orDefault(v, d float64) float64 {
-	if v == 0 {
-		return d
-	}
-	return v
-}
-
 // scoreKey identifies what a score file depends on: the model's bytes, the
 // data spec and the state of its path, the detectors and their options.
 func scoreKey(modelHash string, p *prepared, c *Config) string {
 	k := map[string]any{
 		"gaia": gaia.Version, "model_sha256": modelHash, "data": p.set.Data,
-		"detectors": c.detectors, "taps_z": c.TapsZ, "taps_a": c.TapsA,
-		"odin_t": c.ODINTemperature, "odin_eps": c.ODINEpsilon, "skip_bad": c.SkipBad,
+		"detectors": c.detectors, "settings": c.settings.For(c.detectors).Canonical(), "skip_bad": c.SkipBad,
 	}
 	if st, err := os.Stat(p.spec.Arg); err == nil {
 		k["data_size"], k["data_mtime"] = st.Size(), st.ModTime().UnixNano()

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !gaia_nolibtorch
 
 package bench
 
@@ -14,35 +14,6 @@ import (
 
 	"github.com/gaia-ood/gaia/internal/testenv"
 )
-
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "bench.yaml")
-	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
-	return p
-}
-
-func TestConfigErrors(t *testing.T) {
-	dir := testenv.Testdata(t)
-	model := filepath.Join(dir, "cifar_resnet20.script.pt")
-	good := "model: " + model + "\nid: {name: A, data: 'noise:uniform,n=8,shape=3x32x32'}\nood: [{name: B, data: 'noise:gaussian,n=8,shape=3x32x32'}]\nout: " + t.TempDir() + "\n"
-	_, err := LoadConfig(writeConfig(t, good))
-	require.NoError(t, err)
-	cases := map[string]string{
-		"no such file":         strings.Replace(good, model, "/nonexistent/m.pt", 1),
-		`unknown detector`:     good + "detectors: gaia-a,magic\n",
-		"field zoom not found": good + "zoom: 2\n",
-		"no ood sets":          strings.Replace(good, "ood: [{name: B, data: 'noise:gaussian,n=8,shape=3x32x32'}]\n", "", 1),
-		"used twice":           strings.Replace(good, "name: B", "name: A", 1),
-		"is not set":           strings.Replace(good, "noise:gaussian", "${GAIA_NO_SUCH_VAR}noise:gaussian", 1),
-	}
-	for want, body := range cases {
-		_, err := LoadConfig(writeConfig(t, body))
-		assert.ErrorContains(t, err, want)
-	}
-	_, err = LoadConfig(filepath.Join(t.TempDir(), "none.yaml"))
-	assert.ErrorContains(t, err, "none.yaml")
-}
 
 func TestRunChecksBeforeScoringThenReuses(t *testing.T) {
 	dir := testenv.Testdata(t)

@@ -34,25 +34,26 @@ type Set struct {
 //	device: auto
 //	out: build/demo-report
 //
-// Paths are relative to the working directory. Optional: taps_z, taps_a,
-// odin_temperature, odin_epsilon, workers, skip_bad.
+// Paths are relative to the working directory. Optional: settings (any
+// detector setting by its flag name, such as {taps-z: layer3,
+// odin-temperature: 1000}), workers, skip_bad. The keys taps_z, taps_a,
+// odin_temperature and odin_epsilon of earlier configs still work.
 type Config struct {
-	Name            string  `yaml:"name" json:"name"`
-	Model           string  `yaml:"model" json:"model"`
-	ID              Set     `yaml:"id" json:"id"`
-	OOD             []Set   `yaml:"ood" json:"ood"`
-	Detectors       string  `yaml:"detectors" json:"detectors"`
-	Batch           int     `yaml:"batch" json:"batch"`
-	Device          string  `yaml:"device" json:"device"`
-	Out             string  `yaml:"out" json:"out"`
-	TapsZ           string  `yaml:"taps_z" json:"taps_z"`
-	TapsA           string  `yaml:"taps_a" json:"taps_a"`
-	ODINTemperature float64 `yaml:"odin_temperature" json:"odin_temperature"`
-	ODINEpsilon     float64 `yaml:"odin_epsilon" json:"odin_epsilon"`
-	Workers         int     `yaml:"workers" json:"workers"`
-	SkipBad         bool    `yaml:"skip_bad" json:"skip_bad"`
+	Name      string         `yaml:"name" json:"name"`
+	Model     string         `yaml:"model" json:"model"`
+	ID        Set            `yaml:"id" json:"id"`
+	OOD       []Set          `yaml:"ood" json:"ood"`
+	Detectors string         `yaml:"detectors" json:"detectors"`
+	Batch     int            `yaml:"batch" json:"batch"`
+	Device    string         `yaml:"device" json:"device"`
+	Out       string         `yaml:"out" json:"out"`
+	Settings  map[string]any `yaml:"settings" json:"settings"`
+	Workers   int            `yaml:"workers" json:"workers"`
+	SkipBad   bool           `yaml:"skip_bad" json:"skip_bad"`
 
 	detectors []string
+	settings  gaia.Settings
+	legacy    map[string]any // settings given under the keys of earlier configs
 }
 
 // LoadConfig reads and checks a config file (YAML, or JSON, which YAML reads).
@@ -62,6 +63,9 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	c := &Config{}
+	if raw, c.legacy, err = takeLegacy(raw); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
@@ -118,6 +122,20 @@ func (c *Config) check() error {
 	if c.detectors, err = gaia.ParseDetectors(c.Detectors); err != nil {
 		return err
 	}
+	c.settings = gaia.Settings{}
+	for k, v := range c.Settings {
+		if err := c.settings.SetValue(k, v); err != nil {
+			return fmt.Errorf("settings: %w", err)
+		}
+	}
+	for name, v := range c.legacy {
+		if _, dup := c.settings[name]; dup {
+			return fmt.Errorf("%s is given twice (under settings: and under its earlier key)", name)
+		}
+		if err := c.settings.SetValue(name, v); err != nil {
+			return err
+		}
+	}
 	if c.Batch == 0 {
 		c.Batch = 128
 	}
@@ -153,3 +171,43 @@ func expandSpec(set, s string) (string, error) {
 
 // DetectorList is the parsed detectors.
 func (c *Config) DetectorList() []string { return c.detectors }
+
+// DetectorSettings are the parsed settings.
+func (c *Config) DetectorSettings() gaia.Settings { return c.settings.Clone() }
+
+// takeLegacy removes from a config the top-level keys earlier configs gave
+// settings under (taps_z, odin_temperature: each Setting's Legacy key) and
+// returns them by setting name, with the rest of the config. A zero or
+// empty value there meant "the default" and is dropped.
+func takeLegacy(raw []byte) ([]byte, map[string]any, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, nil, err
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return raw, nil, nil
+	}
+	m := doc.Content[0]
+	out := map[string]any{}
+	var keep []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		name, ok := gaia.LegacySetting(m.Content[i].Value)
+		if !ok {
+			keep = append(keep, m.Content[i], m.Content[i+1])
+			continue
+		}
+		var v any
+		if err := m.Content[i+1].Decode(&v); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", m.Content[i].Value, err)
+		}
+		if v != nil && v != "" && v != 0 && v != 0.0 {
+			out[name] = v
+		}
+	}
+	if len(out) == 0 && len(keep) == len(m.Content) {
+		return raw, nil, nil
+	}
+	m.Content = keep
+	b, err := yaml.Marshal(&doc)
+	return b, out, err
+}

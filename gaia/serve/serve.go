@@ -1,5 +1,3 @@
-//go:build cgo
-
 // Package serve is an out-of-distribution gate over HTTP: a handler that
 // scores images (or tensors) with a model's detectors, gathers concurrent
 // requests into batches, and answers each with its prediction, its scores and
@@ -48,8 +46,9 @@ type Config struct {
 	// (the calibration data's), else MODEL.json's, else none: images must
 	// have the model's size.
 	Transform string
-	TapsZ     string // GAIA-Z taps without a gate (SelectTaps spec)
-	TapsA     string // GAIA-A taps without a gate
+	// Settings are detector settings (gaia.Settings, by flag name); the
+	// gate's detector takes the gate's own, as calibrated.
+	Settings gaia.Settings
 
 	MaxBatch  int           // inputs per batch (default 32)
 	MaxWait   time.Duration // how long a batch waits to fill (default 5ms)
@@ -73,10 +72,10 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
+	model   *gaia.Model
 	mod     *torch.Module
 	scorer  *gaia.Scorer
 	gate    *gaia.Gate
-	gateCol int // the gate detector's index in scorer.Detectors
 	dec     *decoder
 	labels  []string
 	modelID string
@@ -141,63 +140,65 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, beforeBatch: beforeBatch, decode: make(chan struct{}, cfg.DecodeWorkers), done: make(chan struct{})}
 
-	meta, err := gaia.LoadMeta(cfg.Model)
-	if err != nil {
-		return nil, fmt.Errorf("serve: %w (export the model with scripts/export.py)", err)
+	if cfg.Device == "cuda:all" || strings.Contains(cfg.Device, ",") {
+		return nil, fmt.Errorf("serve: device %q: a server runs one model replica; name one device (run one server per GPU)", cfg.Device)
 	}
-	s.labels = meta.ClassNames
-	hash, err := gaia.FileSHA256(cfg.Model)
+	mc := gaia.ModelConfig{Path: cfg.Model, Device: cfg.Device, Detectors: cfg.Detectors, Settings: cfg.Settings.Clone()}
+	if mc.Settings == nil {
+		mc.Settings = gaia.Settings{}
+	}
+	model, err := gaia.ReadModel(mc)
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.modelID = hash
-	opt := gaia.Options{Detectors: cfg.Detectors, TapsZ: cfg.TapsZ, TapsA: cfg.TapsA, Std: meta.Std}
+	meta := model.Meta
+	s.labels, s.modelID = meta.ClassNames, model.SHA256
 	transform := cfg.Transform
 	if cfg.Gate != "" {
 		g, err := gaia.LoadGate(cfg.Gate)
 		if err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
-		if g.ModelSHA256 != "" && g.ModelSHA256 != hash {
+		if g.ModelSHA256 != "" && g.ModelSHA256 != model.SHA256 {
 			return nil, fmt.Errorf("serve: gate %s was calibrated on %s (sha256 %.12s), not on %s (sha256 %.12s)",
-				cfg.Gate, g.Model, g.ModelSHA256, cfg.Model, hash)
+				cfg.Gate, g.Model, g.ModelSHA256, cfg.Model, model.SHA256)
 		}
 		s.gate = g
-		if err := gateOptions(g, &opt); err != nil {
-			return nil, fmt.Errorf("serve: gate %s: %w", cfg.Gate, err)
+		// The gate's detector first, computed as it was calibrated.
+		dets := []string{g.Detector}
+		for _, d := range mc.Detectors {
+			if d != g.Detector {
+				dets = append(dets, d)
+			}
+		}
+		model.Config.Detectors = dets
+		for k, v := range g.Settings {
+			model.Config.Settings[k] = v
 		}
 		if transform == "" {
 			transform = g.Transform
 		}
-	} else if len(opt.Detectors) == 0 {
-		opt.Detectors = []string{gaia.GAIAZ}
+	} else if len(mc.Detectors) == 0 {
+		model.Config.Detectors = []string{gaia.GAIAZ}
 	}
 	if transform == "" {
 		transform = meta.Transform
 	}
-	c, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
+	c, h, w := model.Input()
 	tf, err := data.ParseTransform(transform, c, h, w, meta.Mean, meta.Std)
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	s.dec = &decoder{shape: shape{c, h, w}, transform: tf, maxPixels: cfg.MaxPixels, maxInputs: cfg.MaxInputs}
 
-	if s.mod, err = torch.Load(cfg.Model, cfg.Device); err != nil {
-		return nil, err
-	}
-	if s.scorer, err = gaia.NewScorer(s.mod, opt); err != nil {
-		s.mod.Close()
+	if err := model.Load(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
+	s.model, s.mod, s.scorer = model, model.Replicas[0], model.Scorer()
 	if s.gate != nil {
 		if err := checkGateTaps(s.gate, s.scorer); err != nil {
-			s.mod.Close()
+			model.Close()
 			return nil, fmt.Errorf("serve: gate %s: %w", cfg.Gate, err)
-		}
-		for i, d := range s.scorer.Detectors() {
-			if d == s.gate.Detector {
-				s.gateCol = i
-			}
 		}
 	}
 	s.metrics = newMetrics(cfg.MaxBatch)
@@ -217,61 +218,29 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	return s, nil
 }
 
-// gateOptions makes the scorer compute the gate's detector as it was
-// calibrated: its taps, its ODIN settings.
-func gateOptions(g *gaia.Gate, opt *gaia.Options) error {
-	dets := []string{g.Detector}
-	for _, d := range opt.Detectors {
-		if d != g.Detector {
-			dets = append(dets, d)
-		}
-	}
-	if _, err := gaia.ParseDetectors(g.Detector); err != nil {
-		return err
-	}
-	opt.Detectors = dets
-	taps := strings.Join(g.Taps, ",")
-	switch g.Detector {
-	case gaia.GAIAZ, gaia.GAIAZFast:
-		if taps != "" {
-			opt.TapsZ = taps
-		}
-	case gaia.GAIAA:
-		if taps != "" {
-			opt.TapsA = taps
-		}
-	case gaia.ODIN:
-		opt.ODINTemperature, opt.ODINEpsilon = g.ODINT, g.ODINEps
-	}
-	return nil
-}
-
 // checkGateTaps refuses a scorer whose taps differ from the gate's.
 func checkGateTaps(g *gaia.Gate, s *gaia.Scorer) error {
 	if len(g.Taps) == 0 {
 		return nil
 	}
-	var taps []torch.Tap
-	switch g.Detector {
-	case gaia.GAIAZ, gaia.GAIAZFast:
-		taps = s.TapsZ()
-	case gaia.GAIAA:
-		taps = s.TapsA()
-		if g.FeatureMap != "" && s.FeatureMap().Name != g.FeatureMap {
-			return fmt.Errorf("calibrated with feature map %s, the model's is %s", g.FeatureMap, s.FeatureMap().Name)
-		}
-	default:
-		return nil
-	}
+	taps := s.TapNames(g.Detector)
 	if len(taps) != len(g.Taps) {
-		return fmt.Errorf("calibrated with %d taps, the model gives %d", len(g.Taps), len(taps))
+		return fmt.Errorf("calibrated with %d taps (%s), the model gives %d (%s)", len(g.Taps), brief(g.Taps), len(taps), brief(taps))
 	}
 	for i, t := range taps {
-		if t.Name != g.Taps[i] {
-			return fmt.Errorf("calibrated with tap %s, the model gives %s", g.Taps[i], t.Name)
+		if t != g.Taps[i] {
+			return fmt.Errorf("calibrated with tap %s, the model gives %s", g.Taps[i], t)
 		}
 	}
 	return nil
+}
+
+// brief lists at most four names.
+func brief(names []string) string {
+	if len(names) > 4 {
+		return strings.Join(names[:4], ", ") + fmt.Sprintf(", ... %d more", len(names)-4)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Ready reports whether the model is loaded and warmed up and the server is
@@ -296,7 +265,7 @@ func (s *Server) Close() error {
 		s.closing.Store(true)
 		s.q.close()
 		<-s.done
-		s.closeErr = s.mod.Close()
+		s.closeErr = s.model.Close()
 		s.log.Info("server closed")
 	})
 	return s.closeErr
@@ -513,7 +482,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		}
 		decision := "none"
 		if s.gate != nil {
-			sc := o.scores[s.gateCol]
+			sc := o.scores[0]         // the gate's detector is scored first
 			ood := !s.gate.Accept(sc) // NaN is not accepted
 			res.Gate = &Decision{Detector: s.gate.Detector, Score: Score(sc), Threshold: s.gate.Threshold, OOD: ood}
 			decision = "accepted"

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !gaia_nolibtorch
 
 package serve
 
@@ -81,7 +81,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, n int) *fixture {
 	t.Helper()
-	f := &fixture{model: mnistModel(t), dir: t.TempDir(), dets: []string{gaia.GAIAZ, gaia.MSP, gaia.Energy}}
+	f := &fixture{model: mnistModel(t), dir: t.TempDir(), dets: []string{"gaia-z", "msp", "energy"}}
 	imgDir := filepath.Join(f.dir, "images")
 	require.NoError(t, os.Mkdir(imgDir, 0o755))
 	for i := 0; i < n; i++ {
@@ -103,7 +103,7 @@ func newFixture(t *testing.T, n int) *fixture {
 	m, err := torch.Load(f.model, testenv.Device())
 	require.NoError(t, err)
 	defer m.Close()
-	s, err := gaia.NewScorer(m, gaia.Options{Detectors: f.dets, Std: meta.Std})
+	s, err := gaia.NewScorer(m, f.dets, nil, meta.Std)
 	require.NoError(t, err)
 	out := filepath.Join(f.dir, "id.csv")
 	sw, err := gaia.CreateScoreWriter(out, f.dets, nil)
@@ -115,11 +115,9 @@ func newFixture(t *testing.T, n int) *fixture {
 	require.NoError(t, err)
 	hash, err := gaia.FileSHA256(f.model)
 	require.NoError(t, err)
-	sm := &gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: spec, Detectors: f.dets}
-	for _, tap := range s.TapsZ() {
-		sm.TapsZ = append(sm.TapsZ, tap.Name)
-	}
-	g, err := gaia.NewGate(f.want, sm, gaia.GAIAZ, 0.5)
+	sm := &gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: spec, Detectors: f.dets,
+		Settings: s.Settings(), Taps: map[string][]string{"gaia-z": s.TapNames("gaia-z")}}
+	g, err := gaia.NewGate(f.want, sm, "gaia-z", 0.5)
 	require.NoError(t, err)
 	f.gate = filepath.Join(f.dir, "gate.json")
 	require.NoError(t, gaia.WriteJSON(f.gate, g))
@@ -182,10 +180,10 @@ func (f *fixture) checkResult(t testing.TB, r Result, row int, g *gaia.Gate) {
 		assert.InDelta(t, want, got, 1e-4*math.Max(1, math.Abs(want)), "image %d %s", row, det)
 	}
 	require.NotNil(t, r.Gate)
-	assert.Equal(t, gaia.GAIAZ, r.Gate.Detector)
+	assert.Equal(t, "gaia-z", r.Gate.Detector)
 	assert.Equal(t, g.Threshold, r.Gate.Threshold)
 	assert.Equal(t, float64(r.Gate.Score) > g.Threshold, r.Gate.OOD, "image %d decision", row)
-	assert.Equal(t, float64(r.Scores[gaia.GAIAZ]), float64(r.Gate.Score))
+	assert.Equal(t, float64(r.Scores["gaia-z"]), float64(r.Gate.Score))
 }
 
 func histogramSum(t testing.TB, s *Server, name string) (count uint64, sum float64) {
@@ -513,7 +511,7 @@ func TestServeConfigErrors(t *testing.T) {
 	cfg := f.config()
 	cfg.Model = filepath.Join(f.dir, "missing.pt")
 	_, err = New(cfg)
-	assert.ErrorContains(t, err, "missing.json")
+	assert.ErrorContains(t, err, "missing.pt", "the model is named, not the MODEL.json it would have")
 
 	// A gate calibrated on another model is refused, naming both.
 	g, err := gaia.LoadGate(f.gate)
@@ -527,12 +525,21 @@ func TestServeConfigErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "was calibrated on")
 	assert.ErrorContains(t, err, "other-gate.json")
 
-	// A gate whose taps the model does not have.
+	// A gate whose taps the model does not have, pinned as calibrate pins
+	// them, or only listed.
 	g.ModelSHA256 = ""
 	g.Taps = []string{"layer9.bn"}
+	g.Settings["taps-z"] = "layer9.bn"
 	require.NoError(t, gaia.WriteJSON(other, g))
 	_, err = New(cfg)
-	assert.ErrorContains(t, err, "layer9.bn")
+	assert.ErrorContains(t, err, `"layer9.bn" matches no normalization tap`)
+	g.Settings["taps-z"] = "layer1" // a selection that no longer gives the taps calibrated with
+	require.NoError(t, gaia.WriteJSON(other, g))
+	_, err = New(cfg)
+	assert.ErrorContains(t, err, "calibrated with 1 taps (layer9.bn)")
+	cfg.Device = "cuda:all"
+	_, err = New(cfg)
+	assert.ErrorContains(t, err, "one model replica")
 
 	cfg = f.config()
 	cfg.Transform = "resize=abc"
@@ -571,7 +578,7 @@ func TestServeTransform(t *testing.T) {
 	m, err := torch.Load(f.model, testenv.Device())
 	require.NoError(t, err)
 	defer m.Close()
-	sc, err := gaia.NewScorer(m, gaia.Options{Detectors: f.dets, Std: meta.Std})
+	sc, err := gaia.NewScorer(m, f.dets, nil, meta.Std)
 	require.NoError(t, err)
 	bs, err := sc.Score(&torch.Tensor{Shape: []int{1, 1, 28, 28}, Data: x})
 	require.NoError(t, err)

@@ -1,0 +1,63 @@
+package gaia
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// tapsA selects GAIA-A's inner taps.
+var tapsA = &Setting{Name: "taps-a", Default: "", Taps: true, Legacy: "taps_a",
+	Help: "GAIA-A inner `taps` (default last:2, the last two stages; for BiT its last block)"}
+
+var gaiaA = &Detector{
+	Name:     "gaia-a",
+	Summary:  "GAIA-A: mean over the inner taps' channels of (|mean_hw d(sum h)/d(tap)| / o)^2, o^2 = mean_k |mean_hw d(sum log softmax)/dF|; two backward passes",
+	Settings: []*Setting{tapsA},
+	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+		fmap, haveF := findKind(m.Taps, torch.KindFeatureMap)
+		cls, haveH := findKind(m.Taps, torch.KindClassifierInput)
+		if !haveF || !haveH {
+			return nil, errors.New("the model has no feature map before global pooling or no classifier input (see gaia info)")
+		}
+		var taps []torch.Tap
+		var err error
+		stagesOK := true
+		if spec := s.String(tapsA.Name); spec != "" {
+			taps, err = SelectTaps(m.Taps, spec)
+		} else if spec := bitLastBlock(m.Taps); spec != "" {
+			taps, err = SelectTaps(m.Taps, spec)
+		} else {
+			taps, stagesOK = LastStages(m.Taps, 2)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ch, err := channels(taps)
+		if err != nil {
+			return nil, err
+		}
+		note := ""
+		if !stagesOK {
+			note = "; no stages recognized in the tap names, so every normalization tap"
+		}
+		return &Plan{
+			Passes: []torch.Pass{
+				{Loss: torch.LossSumLogSoftmax, Taps: []int{fmap.Index}, Reduce: torch.ReduceMeanAbsMean},
+				{Loss: torch.LossSumTap, LossTap: cls.Index, Taps: indices(taps), Reduce: torch.ReduceSumSqMean},
+			},
+			Taps: taps,
+			Uses: fmt.Sprintf("%d, %d channels (%s%s) + %s (%d channels)", len(taps), ch, tapNames(taps, 4), note, fmap.Name, fmap.Channels),
+			Score: func(o *Outputs, out []float64) error {
+				o2 := o.Grads[0][0] // mean_k |mean_hw dL1/dF| = o(n)^2
+				perSampleSum(o.Grads[1], out)
+				for i := range out {
+					// S_A = (1/sum C) sum_l sum_k (|g|/o)^2; o = 0 gives +Inf.
+					out[i] /= float64(o2.Data[i]) * float64(ch)
+				}
+				return nil
+			},
+		}, nil
+	},
+}

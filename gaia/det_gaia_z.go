@@ -1,0 +1,63 @@
+package gaia
+
+import (
+	"fmt"
+
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// GAIAZ is GAIA-Z (zero-deflation abnormality, docs/method.md).
+const GAIAZ = "gaia-z"
+
+// tapsZ selects GAIA-Z's taps; gaia-z-fast reads the same setting.
+var tapsZ = &Setting{Name: "taps-z", Default: "", Taps: true, Legacy: "taps_z",
+	Help: "GAIA-Z `taps`: module-path prefixes, kind:KIND, last:N or all (default all: every normalization output)"}
+
+var gaiaZ = &Detector{
+	Name:     GAIAZ,
+	Summary:  "GAIA-Z: mean over the taps' channels of the squared non-zero fraction of d(max logit)/d(tap); one backward pass",
+	Settings: []*Setting{tapsZ},
+	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+		taps, err := zTaps(m, s)
+		if err != nil {
+			return nil, err
+		}
+		ch, err := channels(taps)
+		if err != nil {
+			return nil, err
+		}
+		return &Plan{
+			Passes: []torch.Pass{{Loss: torch.LossMaxLogit, Taps: indices(taps), Reduce: torch.ReduceSumSqNonzero}},
+			Taps:   taps,
+			Uses:   fmt.Sprintf("%d, %d channels (%s)", len(taps), ch, tapNames(taps, 4)),
+			Score: func(o *Outputs, out []float64) error {
+				perSampleSum(o.Grads[0], out)
+				for i := range out {
+					out[i] /= float64(ch)
+				}
+				return nil
+			},
+		}, nil
+	},
+}
+
+// zTaps are the taps GAIA-Z's setting selects (every normalization tap by default).
+func zTaps(m ModelInfo, s Settings) ([]torch.Tap, error) {
+	spec := s.String(tapsZ.Name)
+	if spec == "" {
+		spec = "all"
+	}
+	return SelectTaps(m.Taps, spec)
+}
+
+// perSampleSum sets out[i] to the sum over the tensors of their entry i
+// (per-sample reductions, one tensor a tap).
+func perSampleSum(ts []*torch.Tensor, out []float64) {
+	for i := range out {
+		var sum float64
+		for _, t := range ts {
+			sum += float64(t.Data[i])
+		}
+		out[i] = sum
+	}
+}

@@ -1,0 +1,192 @@
+package gaia
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// Detector is one entry of the registry: everything gaia knows of a
+// detector. Each lives in a file of its own (det_*.go) and is listed once,
+// in detectors; nothing else names it. The scorer, provenance, gates,
+// flags, serve, speed and bench all work from these entries.
+type Detector struct {
+	Name    string
+	Summary string // what the score is, in one line
+	ByName  bool   // offered by name only, not part of "all"
+	// Settings are the settings it reads, with their defaults and help;
+	// one that several detectors read is the same *Setting in each.
+	Settings []*Setting
+	// Plan checks the detector against a model and says what it needs from
+	// the one shared forward and how it scores a batch.
+	Plan func(m ModelInfo, s Settings) (*Plan, error)
+}
+
+// ModelInfo is what a detector plans from.
+type ModelInfo struct {
+	Taps          []torch.Tap
+	InputChannels int       // -1 when unknown
+	Std           []float64 // the input normalization's std per channel (1 each when unknown)
+}
+
+// Plan is one detector's part of a Scorer's batch.
+type Plan struct {
+	Passes []torch.Pass // backward passes (and perturbed second forwards)
+	Values []int        // tap indices whose values it reads
+	// Taps are the taps its tap selection setting chose (recorded with the
+	// scores, pinned in gates); nil without one.
+	Taps []torch.Tap
+	// Uses says which taps it reads, for logs and reports ("" when it reads
+	// only the logits).
+	Uses string
+	// Score fills out (one score per sample, higher = more OOD) from the
+	// batch's outputs.
+	Score func(o *Outputs, out []float64) error
+}
+
+// Outputs are one batch's results as one detector sees them.
+type Outputs struct {
+	Logits *torch.Tensor     // N x K
+	Pred   []int             // argmax of the logits
+	Prob   []float64         // its softmax probability
+	Values []*torch.Tensor   // in Plan.Values order
+	Grads  [][]*torch.Tensor // in Plan.Passes order: Grads[p][i] is pass p at its i-th tap
+}
+
+// detectors is the registry, in the order "all", score files and reports
+// list them. (Set in init: the entries' Plan functions read settings
+// through the registry, which a variable initializer may not.)
+var detectors []*Detector
+
+// AllDetectors names the detectors of "all" (every one not offered by name only).
+var AllDetectors []string
+
+func init() {
+	detectors = []*Detector{gaiaA, gaiaZ, msp, maxLogit, energy, odin, gradNorm, gaiaZFast}
+	AllDetectors = allNames()
+}
+
+func allNames() []string {
+	var out []string
+	for _, d := range detectors {
+		if !d.ByName {
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}
+
+// Lookup finds a detector by name.
+func Lookup(name string) (*Detector, error) {
+	for _, d := range detectors {
+		if d.Name == name {
+			return d, nil
+		}
+	}
+	var names []string
+	for _, d := range detectors {
+		names = append(names, d.Name)
+	}
+	return nil, fmt.Errorf("unknown detector %q (known: %s, or all)", name, strings.Join(names, ", "))
+}
+
+// registeredNames lists every detector's name, in registry order.
+func registeredNames() []string {
+	var out []string
+	for _, d := range detectors {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+// Registered lists every detector, in registry order.
+func Registered() []*Detector { return append([]*Detector(nil), detectors...) }
+
+// ParseDetectors reads a comma-separated list ("all" for every detector
+// not offered by name only), keeping the order given and dropping repeats.
+func ParseDetectors(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return append([]string(nil), AllDetectors...), nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range strings.Split(s, ",") {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if d == "" {
+			continue
+		}
+		if _, err := Lookup(d); err != nil {
+			return nil, err
+		}
+		if !seen[d] {
+			out = append(out, d)
+			seen[d] = true
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no detector named")
+	}
+	return out, nil
+}
+
+// allSettings lists every registered setting once, in registry order.
+func allSettings() []*Setting { return settingsOf(registeredNames()) }
+
+// settingsOf lists the settings the named detectors read, once each.
+func settingsOf(names []string) []*Setting {
+	var out []*Setting
+	seen := map[*Setting]bool{}
+	for _, d := range detectors {
+		want := false
+		for _, n := range names {
+			want = want || n == d.Name
+		}
+		if !want {
+			continue
+		}
+		for _, s := range d.Settings {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// readersOf names the detectors that read a setting.
+func readersOf(st *Setting) []string {
+	var out []string
+	for _, d := range detectors {
+		for _, s := range d.Settings {
+			if s == st {
+				out = append(out, d.Name)
+			}
+		}
+	}
+	return out
+}
+
+// tapSetting is the tap selection setting a detector reads, if any.
+func (d *Detector) tapSetting() *Setting {
+	for _, s := range d.Settings {
+		if s.Taps {
+			return s
+		}
+	}
+	return nil
+}
+
+// DetectorHelp lists every detector with what its score is, for -h texts.
+func DetectorHelp() string {
+	var b strings.Builder
+	for _, d := range detectors {
+		note := ""
+		if d.ByName {
+			note = " (by name only, not in all)"
+		}
+		fmt.Fprintf(&b, "  %-12s %s%s\n", d.Name, d.Summary, note)
+	}
+	return b.String()
+}
