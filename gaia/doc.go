@@ -3,7 +3,8 @@
 // Chen et al., NeurIPS 2023) and with the standard baselines.
 //
 // Every detector reports an OOD score per sample: higher means more
-// out-of-distribution. Definitions follow GAIA-SPEC.md.
+// out-of-distribution. The definitions are in docs/method.md; each detector
+// is one entry of the registry (Detector, in a det_*.go file of its own).
 package gaia
 
 // Version is the version of this module.

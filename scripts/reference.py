@@ -1,5 +1,5 @@
 """Eager-PyTorch reference for taps and their gradients, written from
-GAIA-SPEC.md, independent of the Go/C++ graph machinery.
+docs/method.md, independent of the Go/C++ graph machinery.
 
 Normalization outputs are caught with forward hooks, as the authors' code
 does. Each hook keeps the module's output and hands the network a copy, so
@@ -77,7 +77,7 @@ def tap_gradients(model, arch, x):
 
 
 def gaia_a_prefixes(arch):
-    """The normalization layers GAIA-A reads, by family (GAIA-SPEC.md): the
+    """The normalization layers GAIA-A reads, by family (docs/method.md): the
     last two stages. DenseNet's stages are its dense blocks, each with the
     transition after it; norm5 closes the last block."""
     if arch.startswith("resnet"):

@@ -25,6 +25,8 @@
 // Errors from LibTorch come back as *Error values carrying the operation, a
 // Code and LibTorch's message; nothing panics or aborts across the boundary.
 //
-// The package needs cgo and LibTorch; the Makefile finds LibTorch and sets
-// CGO_CXXFLAGS and CGO_LDFLAGS (print them with `make -s env`).
+// Loading a model needs cgo and LibTorch; the Makefile finds LibTorch and
+// sets CGO_CXXFLAGS and CGO_LDFLAGS (print them with `make -s env`). A build
+// without cgo (or with the gaia_nolibtorch tag) still has every type here,
+// and Load returns ErrNoLibTorch.
 package torch
