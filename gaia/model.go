@@ -115,12 +115,22 @@ func applyOverrides(meta *Meta, cfg ModelConfig) error {
 	}
 	if err := meta.check(); err != nil {
 		what := "model metadata " + MetaPath(cfg.Path)
-		if cfg.Input != "" || cfg.Mean != "" || cfg.Std != "" {
+		switch {
+		case cfg.Path == "":
+			what = "--input, --mean and --std"
+		case cfg.Input != "" || cfg.Mean != "" || cfg.Std != "":
 			what = "--input, --mean and --std with " + what
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// ApplyInput fills meta (empty, or a model's) from --input, --mean and
+// --std (mean 0 and std 1 where neither gives them), checked as MODEL.json
+// is: for commands that take an input size without a model.
+func ApplyInput(meta *Meta, input, mean, std string) error {
+	return applyOverrides(meta, ModelConfig{Input: input, Mean: mean, Std: std})
 }
 
 // ParseCHW parses "3x32x32".

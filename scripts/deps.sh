@@ -19,6 +19,14 @@ command -v go >/dev/null || { echo "deps: no Go toolchain on PATH: install Go 1.
 if ! scripts/find-libtorch.sh >/dev/null 2>&1; then
   missing+=(libtorch-dev python3-torch python3-torchvision python3-numpy)
 fi
+# JPEG decoding: libjpeg-turbo, linked statically (gaia/data/jpeg_cgo.go).
+if [ ! -f /usr/include/jpeglib.h ] || ! ls /usr/lib/*/libjpeg.a >/dev/null 2>&1; then
+  missing+=(libjpeg62-turbo-dev)
+fi
+# The preprocessing tests compare with Debian's Pillow (the same
+# libjpeg-turbo), and make YCCK JPEGs through TurboJPEG.
+/usr/bin/python3 -c 'import PIL, numpy' >/dev/null 2>&1 || missing+=(python3-pil python3-numpy)
+ls /usr/lib/*/libturbojpeg.so.0 >/dev/null 2>&1 || missing+=(libturbojpeg0)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 eval "$(scripts/find-libtorch.sh)"
 # Python packages the reference scripts and the tests use, in the Python that

@@ -198,23 +198,28 @@ func prepare(o *options, dets []string, stderr io.Writer) ([][]byte, [][]float64
 	return pngs, want, nil
 }
 
-// encodePNG writes an Image in [0, 1] as an 8-bit PNG (exact for images
-// that came from 8-bit pixels, as CIFAR, MNIST and PNG/JPEG files do).
+// encodePNG writes an Image as a PNG: 8-bit images losslessly, float ones
+// (noise) rounded to 8 bits; the reference scores are of these PNGs.
 func encodePNG(img data.Image) ([]byte, error) {
-	hw := img.H * img.W
-	q := func(v float32) uint8 { return uint8(math.Round(float64(v) * 255)) }
+	if !img.Is8Bit() {
+		hw := img.H * img.W
+		img.Pix8 = make([]uint8, img.C*hw)
+		for c := 0; c < img.C; c++ {
+			for i := 0; i < hw; i++ {
+				img.Pix8[i*img.C+c] = uint8(math.Round(float64(img.Pix[c*hw+i]) * 255))
+			}
+		}
+	}
 	var im image.Image
 	switch img.C {
 	case 1:
 		g := image.NewGray(image.Rect(0, 0, img.W, img.H))
-		for i := 0; i < hw; i++ {
-			g.Pix[i] = q(img.Pix[i])
-		}
+		copy(g.Pix, img.Pix8)
 		im = g
 	case 3:
 		c := image.NewNRGBA(image.Rect(0, 0, img.W, img.H))
-		for i := 0; i < hw; i++ {
-			c.SetNRGBA(i%img.W, i/img.W, color.NRGBA{q(img.Pix[i]), q(img.Pix[hw+i]), q(img.Pix[2*hw+i]), 255})
+		for i := 0; i < img.H*img.W; i++ {
+			c.SetNRGBA(i%img.W, i/img.W, color.NRGBA{img.Pix8[3*i], img.Pix8[3*i+1], img.Pix8[3*i+2], 255})
 		}
 		im = c
 	default:

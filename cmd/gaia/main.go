@@ -44,6 +44,8 @@ Usage:
         images/s and peak memory of each detector and of the bare forward and backward
   gaia serve --model MODEL.pt --gate gate.json [--addr 127.0.0.1:8080] [--max-batch 32]
         an OOD gate over HTTP (POST /v1/score), with dynamic batching, /healthz, /readyz, /metrics
+  gaia data dump --data SPEC (--model MODEL.pt | --input CxHxW) --out X.npy [--raw]
+        the exact model inputs of a data spec (or with --raw its pixels before normalization), to compare with another pipeline
   gaia version
         the versions of gaia and LibTorch
 
@@ -88,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runMerge(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
+	case "data":
+		return runData(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":

@@ -100,8 +100,23 @@ func TestScoreCalibrateServe(t *testing.T) {
 		if res.Gate.OOD {
 			ood++
 		}
+		assert.Equal(t, float64(res.Gate.Score) > g.Threshold, res.Gate.OOD, "%d: the decision is the served score against the threshold", i)
 	}
-	assert.Equal(t, 3, ood) // the gate accepts 75% of these 12 images
+	// The gate accepts 75% of these 12 images' score-file scores; the image
+	// at the threshold may score a hair above it in the server's batch of 4.
+	col, err := want.Column("gaia-a")
+	require.NoError(t, err)
+	above, near := 0, 0
+	for _, v := range col {
+		if v > g.Threshold {
+			above++
+		} else if math.Abs(v-g.Threshold) <= 1e-4*math.Abs(g.Threshold) {
+			near++
+		}
+	}
+	assert.Equal(t, 3, above)
+	assert.GreaterOrEqual(t, ood, above)
+	assert.LessOrEqual(t, ood, above+near)
 
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
 	select {

@@ -36,8 +36,9 @@ type Set struct {
 //
 // Paths are relative to the working directory. Optional: settings (any
 // detector setting by its flag name, such as {taps-z: layer3,
-// odin-temperature: 1000}), workers, skip_bad. The keys taps_z, taps_a,
-// odin_temperature and odin_epsilon of earlier configs still work.
+// energy-temperature: 1}), workers, skip_bad. The keys earlier configs
+// gave settings under (taps_z and the like: each Setting's Legacy key)
+// still work.
 type Config struct {
 	Name      string         `yaml:"name" json:"name"`
 	Model     string         `yaml:"model" json:"model"`
@@ -176,7 +177,7 @@ func (c *Config) DetectorList() []string { return c.detectors }
 func (c *Config) DetectorSettings() gaia.Settings { return c.settings.Clone() }
 
 // takeLegacy removes from a config the top-level keys earlier configs gave
-// settings under (taps_z, odin_temperature: each Setting's Legacy key) and
+// settings under (each Setting's Legacy key, such as taps_z) and
 // returns them by setting name, with the rest of the config. A zero or
 // empty value there meant "the default" and is dropped.
 func takeLegacy(raw []byte) ([]byte, map[string]any, error) {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -72,7 +73,9 @@ func TestCIFARBinary(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, label)
 	assert.Equal(t, p+"#2", s)
-	assert.InDelta(t, float32((2+1024)%256)/255, img.Pix[1024], 1e-7) // G plane starts at 1024
+	assert.Equal(t, uint8((2+1024)%256), img.Pix8[1], "pixel 0's green: the G plane starts at 1024")
+	assert.Equal(t, uint8((2+1024+5)%256), img.Pix8[3*5+1])
+	assert.Equal(t, uint8((2+2048+5)%256), img.Pix8[3*5+2])
 
 	require.NoError(t, os.WriteFile(p, raw[:5000], 0o644))
 	_, err = Open(sp)
@@ -93,7 +96,7 @@ func TestCIFAR100Binary(t *testing.T) {
 	img, _, label, err := src.Load(1)
 	require.NoError(t, err)
 	assert.Equal(t, 12, label, "the fine label")
-	assert.Equal(t, float32(1), img.Pix[3071])
+	assert.Equal(t, uint8(255), img.Pix8[3071])
 	_, err = Open(&Spec{Kind: "cifar-bin", Arg: p, Options: map[string]string{}})
 	assert.ErrorContains(t, err, "3073-byte records", "CIFAR-10 layout refuses a CIFAR-100 file")
 }
@@ -137,7 +140,7 @@ func TestMNISTIdx(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 9, label)
 	assert.Equal(t, []int{1, 3, 4}, []int{img.C, img.H, img.W})
-	assert.InDelta(t, float32(120)/255, img.Pix[0], 1e-7)
+	assert.Equal(t, uint8(120), img.Pix8[0])
 	// Not gzipped works too; a corrupt header is an error naming the file.
 	pp := filepath.Join(dir, "plain-images-idx3-ubyte")
 	require.NoError(t, os.WriteFile(pp, append(hdr, pix...), 0o644))
@@ -163,8 +166,7 @@ func TestFolderListAndBadFiles(t *testing.T) {
 	assert.Equal(t, 1, label)
 	img, _, _, err := src.Load(0)
 	require.NoError(t, err)
-	assert.Equal(t, float32(1), img.Pix[0])
-	assert.Equal(t, float32(0), img.Pix[16]) // green plane
+	assert.Equal(t, []uint8{255, 0, 0}, img.Pix8[:3])
 
 	// A JPEG decodes to RGB.
 	var buf bytes.Buffer
@@ -212,24 +214,28 @@ func TestFolderListAndBadFiles(t *testing.T) {
 }
 
 func TestTransforms(t *testing.T) {
-	img := Image{C: 1, H: 4, W: 4, Pix: make([]float32, 16)}
-	for i := range img.Pix {
-		img.Pix[i] = float32(i)
+	// A 4 x 4 gray image, bytes 0..15 (x10).
+	img := Image{C: 1, H: 4, W: 4, Pix8: make([]uint8, 16)}
+	for i := range img.Pix8 {
+		img.Pix8[i] = uint8(10 * i)
 	}
-	// Halving averages 2 x 2 blocks.
-	r := resize(img, 2, 2)
-	assert.Equal(t, []float32{2.5, 4.5, 10.5, 12.5}, r.Pix)
-	c := crop(img, 1, 1, 2, 2)
-	assert.Equal(t, []float32{5, 6, 9, 10}, c.Pix)
+	c := crop(img, window{1, 1, 2, 2})
+	assert.Equal(t, []uint8{50, 60, 90, 100}, c.Pix8)
 
 	sp, err := ParseSpec("folder:x,center-crop=2x2")
 	require.NoError(t, err)
-	tf, err := NewTransform(sp, 3, 2, 2, []float64{1, 2, 3}, []float64{2, 2, 2})
+	tf, err := NewTransform(sp, 3, 2, 2, []float64{0.5, 0, 1}, []float64{2, 0.5, 0.25})
 	require.NoError(t, err)
 	dst := make([]float32, 12)
-	require.NoError(t, tf.Apply(img, 0, dst)) // gray to RGB, crop, normalize
-	assert.Equal(t, []float32{2, 2.5, 4, 4.5}, dst[:4])
-	assert.Equal(t, []float32{1.5, 2, 3.5, 4}, dst[4:8])
+	require.NoError(t, tf.Apply(img, 0, dst)) // gray to RGB, crop, (v/255 - mean)/std in float32
+	for i, v := range []uint8{50, 60, 90, 100} {
+		assert.Equal(t, (float32(v)/255-0.5)/2, dst[i])
+		assert.Equal(t, (float32(v)/255-0)/0.5, dst[4+i])
+		assert.Equal(t, (float32(v)/255-1)/0.25, dst[8+i])
+	}
+	px, err := tf.Pixels(img, 0)
+	require.NoError(t, err)
+	assert.Equal(t, []uint8{50, 50, 50, 60, 60, 60, 90, 90, 90, 100, 100, 100}, px.Pix8, "interleaved RGB bytes")
 
 	sp, _ = ParseSpec("folder:x,random-crop=2x2,seed=5")
 	tf, err = NewTransform(sp, 1, 2, 2, []float64{0}, []float64{1})
@@ -243,12 +249,74 @@ func TestTransforms(t *testing.T) {
 	err = tf.Apply(img, 0, make([]float32, 9))
 	assert.ErrorContains(t, err, "add resize=3x3 or center-crop=3x3")
 
+	// RGB to gray is Pillow's L24 in integers.
+	rgb := Image{C: 3, H: 1, W: 2, Pix8: []uint8{255, 0, 0, 10, 200, 30}}
+	assert.Equal(t, []uint8{76, 124}, toGray8(rgb).Pix8) // Pillow: 76, 124
+
+	// A constant image stays constant through every filter, up and down.
+	flat := Image{C: 3, H: 37, W: 53, Pix8: make([]uint8, 37*53*3)}
+	for i := range flat.Pix8 {
+		flat.Pix8[i] = 77
+	}
+	for _, f := range []Filter{FilterBilinear, FilterBicubic, FilterNearest} {
+		for _, size := range [][2]int{{11, 7}, {120, 90}, {53, 20}} {
+			out := resize8(flat, size[0], size[1], f, window{0, 0, size[0], size[1]})
+			require.Len(t, out.Pix8, size[0]*size[1]*3)
+			for _, v := range out.Pix8 {
+				require.Equal(t, uint8(77), v, "%s to %v", f, size)
+			}
+		}
+	}
+	// A window of a resize is that part of the whole resize.
+	for i := range flat.Pix8 {
+		flat.Pix8[i] = uint8(i * 7)
+	}
+	whole := resize8(flat, 40, 30, FilterBicubic, window{0, 0, 40, 30})
+	part := resize8(flat, 40, 30, FilterBicubic, window{5, 7, 20, 11})
+	assert.Equal(t, crop(whole, window{5, 7, 20, 11}).Pix8, part.Pix8)
+
 	_, err = NewTransform(&Spec{Raw: "s", Options: map[string]string{"center-crop": "2", "random-crop": "2"}}, 1, 2, 2, []float64{0}, []float64{1})
 	assert.Error(t, err)
+	_, err = NewTransform(&Spec{Raw: "s", Options: map[string]string{"resize-filter": "lanczos"}}, 1, 2, 2, []float64{0}, []float64{1})
+	assert.ErrorContains(t, err, "want bilinear, bicubic or nearest")
+	_, err = NewTransform(&Spec{Raw: "s", Options: map[string]string{"draft": ""}}, 1, 2, 2, []float64{0}, []float64{1})
+	assert.ErrorContains(t, err, "give resize=")
 	_, err = ParseSpec("nokind")
 	assert.Error(t, err)
 	_, err = Open(&Spec{Kind: "folder", Arg: "x", Raw: "folder:x,zoom=2", Options: map[string]string{"zoom": "2"}})
 	assert.ErrorContains(t, err, `unknown option "zoom"`)
+}
+
+// TestTorchvisionGeometry: Resize(S)'s long side and CenterCrop's offset as
+// torchvision computes them (truncation; Python's round, halves to even).
+func TestTorchvisionGeometry(t *testing.T) {
+	tf := func(opts string) *Transform {
+		sp, err := ParseSpec("folder:x," + opts)
+		require.NoError(t, err)
+		tr, err := NewTransform(sp, 3, 1, 1, []float64{0, 0, 0}, []float64{1, 1, 1})
+		require.NoError(t, err)
+		return tr
+	}
+	for _, c := range []struct {
+		w, h, short, ow, oh int
+	}{
+		{500, 375, 256, 341, 256}, // 341.33 truncated
+		{375, 500, 256, 256, 341},
+		{333, 500, 256, 256, 384}, // 384.38
+		{64, 64, 32, 32, 32},
+		{299, 300, 480, 480, 481}, // 481.6: truncated, not rounded
+	} {
+		w, h := tf(fmt.Sprintf("resize=%d", c.short)).resizeSize(c.w, c.h)
+		assert.Equal(t, [2]int{c.ow, c.oh}, [2]int{w, h}, "%dx%d to %d", c.w, c.h, c.short)
+	}
+	for _, c := range []struct{ w, h, cw, ch, x0, y0 int }{
+		{64, 64, 32, 32, 16, 16},
+		{33, 35, 32, 32, 0, 2}, // 0.5 rounds to 0, 1.5 to 2
+		{37, 39, 32, 32, 2, 4}, // 2.5 to 2, 3.5 to 4
+	} {
+		x0, y0 := tf(fmt.Sprintf("center-crop=%dx%d", c.ch, c.cw)).cropAt(c.w, c.h, 0)
+		assert.Equal(t, [2]int{c.x0, c.y0}, [2]int{x0, y0}, "%dx%d", c.w, c.h)
+	}
 }
 
 func TestNoiseAndLoaderOrder(t *testing.T) {

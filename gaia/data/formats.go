@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"image"
-	_ "image/jpeg" // register JPEG
-	_ "image/png"  // register PNG
+	"image/jpeg"
 	"io"
 	"math"
 	"math/rand"
@@ -19,10 +16,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// MaxPixels bounds the declared size of an image file before it is decoded
-// (a decompression bomb declares a huge size in a small file).
-const MaxPixels = 64 << 20
 
 // cifar reads the CIFAR binary version from one file, record by record.
 type cifar struct {
@@ -63,9 +56,10 @@ func (c *cifar) Load(i int) (Image, string, int, error) {
 	if _, err := c.f.ReadAt(buf, int64(i)*int64(rec)); err != nil {
 		return Image{}, src, -1, fmt.Errorf("%s: %w", src, err)
 	}
-	img := Image{C: 3, H: 32, W: 32, Pix: make([]float32, 3072)}
+	// Planar R, G, B planes of 32 x 32 bytes, to interleaved pixels.
+	img := Image{C: 3, H: 32, W: 32, Pix8: make([]uint8, 3072)}
 	for j, b := range buf[c.labelBytes:] {
-		img.Pix[j] = float32(b) / 255
+		img.Pix8[(j%1024)*3+j/1024] = b
 	}
 	return img, src, int(buf[c.labelBytes-1]), nil
 }
@@ -139,10 +133,7 @@ func (s *idx) Describe() string {
 
 func (s *idx) Load(i int) (Image, string, int, error) {
 	sz := s.h * s.w
-	img := Image{C: 1, H: s.h, W: s.w, Pix: make([]float32, sz)}
-	for j, b := range s.pix[i*sz : (i+1)*sz] {
-		img.Pix[j] = float32(b) / 255
-	}
+	img := Image{C: 1, H: s.h, W: s.w, Pix8: append([]uint8(nil), s.pix[i*sz:(i+1)*sz]...)}
 	label := -1
 	if s.labels != nil {
 		label = int(s.labels[i])
@@ -163,6 +154,29 @@ func (f *files) Describe() string { return f.desc }
 func (f *files) Load(i int) (Image, string, int, error) {
 	img, err := DecodeFile(f.paths[i])
 	return img, f.paths[i], f.labels[i], err
+}
+
+// LoadFor loads sample i for a transform: with its draft option, a JPEG is
+// decoded scaled down in the DCT domain, as far as the resize after it
+// allows (Pillow's draft).
+func (f *files) LoadFor(i int, t *Transform) (Image, string, int, error) {
+	if !t.draft {
+		return f.Load(i)
+	}
+	p := f.paths[i]
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return Image{}, p, f.labels[i], err
+	}
+	scale := 1
+	if cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw)); err == nil {
+		scale = t.draftScale(cfg.Width, cfg.Height)
+	}
+	img, err := decodeScaled(raw, MaxPixels, scale)
+	if err != nil {
+		return Image{}, p, f.labels[i], fmt.Errorf("%s: %w", p, err)
+	}
+	return img, p, f.labels[i], nil
 }
 
 func isImageFile(name string) bool {
@@ -259,111 +273,6 @@ func openList(path, root string) (Source, error) {
 	}
 	f.desc = fmt.Sprintf("list %s (%d images)", path, len(f.paths))
 	return f, nil
-}
-
-// DecodeFile decodes a PNG or JPEG file into an RGB or gray Image in [0, 1],
-// refusing declared sizes over MaxPixels.
-func DecodeFile(path string) (Image, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Image{}, err
-	}
-	img, err := Decode(raw)
-	if err != nil {
-		return Image{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return img, nil
-}
-
-// Decode decodes PNG or JPEG bytes.
-func Decode(raw []byte) (Image, error) { return DecodeLimit(raw, MaxPixels) }
-
-// ErrTooLarge is returned (wrapped) for an image whose declared size is over
-// the limit: it is refused before any pixel is decoded.
-var ErrTooLarge = errors.New("declared size is over the limit")
-
-// DecodeLimit decodes PNG or JPEG bytes, refusing images that declare more
-// than maxPixels pixels before decoding them (decompression bombs).
-func DecodeLimit(raw []byte, maxPixels int64) (Image, error) {
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(raw))
-	if err != nil {
-		return Image{}, fmt.Errorf("not a readable PNG or JPEG image: %w", err)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > maxPixels {
-		return Image{}, fmt.Errorf("%w: %dx%d (at most %d pixels)", ErrTooLarge, cfg.Width, cfg.Height, maxPixels)
-	}
-	im, _, err := image.Decode(bytes.NewReader(raw))
-	if err != nil {
-		return Image{}, fmt.Errorf("corrupt image: %w", err)
-	}
-	return fromImage(im), nil
-}
-
-func fromImage(im image.Image) Image {
-	b := im.Bounds()
-	w, h := b.Dx(), b.Dy()
-	switch g := im.(type) {
-	case *image.Gray:
-		out := Image{C: 1, H: h, W: w, Pix: make([]float32, w*h)}
-		for y := 0; y < h; y++ {
-			row := g.Pix[y*g.Stride : y*g.Stride+w]
-			for x, v := range row {
-				out.Pix[y*w+x] = float32(v) / 255
-			}
-		}
-		return out
-	case *image.YCbCr:
-		out := Image{C: 3, H: h, W: w, Pix: make([]float32, 3*w*h)}
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				yi := g.YOffset(b.Min.X+x, b.Min.Y+y)
-				ci := g.COffset(b.Min.X+x, b.Min.Y+y)
-				r, gg, bb := ycbcrToRGB(g.Y[yi], g.Cb[ci], g.Cr[ci])
-				out.Pix[y*w+x] = float32(r) / 255
-				out.Pix[w*h+y*w+x] = float32(gg) / 255
-				out.Pix[2*w*h+y*w+x] = float32(bb) / 255
-			}
-		}
-		return out
-	case *image.NRGBA:
-		out := Image{C: 3, H: h, W: w, Pix: make([]float32, 3*w*h)}
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				p := g.Pix[y*g.Stride+4*x:]
-				out.Pix[y*w+x] = float32(p[0]) / 255
-				out.Pix[w*h+y*w+x] = float32(p[1]) / 255
-				out.Pix[2*w*h+y*w+x] = float32(p[2]) / 255
-			}
-		}
-		return out
-	}
-	out := Image{C: 3, H: h, W: w, Pix: make([]float32, 3*w*h)}
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			r, g, bb, _ := im.At(b.Min.X+x, b.Min.Y+y).RGBA()
-			out.Pix[y*w+x] = float32(r>>8) / 255
-			out.Pix[w*h+y*w+x] = float32(g>>8) / 255
-			out.Pix[2*w*h+y*w+x] = float32(bb>>8) / 255
-		}
-	}
-	return out
-}
-
-// ycbcrToRGB is the JFIF conversion, as image/color does it.
-func ycbcrToRGB(y, cb, cr uint8) (uint8, uint8, uint8) {
-	yy := int32(y) * 0x10101
-	cb1 := int32(cb) - 128
-	cr1 := int32(cr) - 128
-	clamp := func(v int32) uint8 {
-		if uint32(v)&0xff000000 == 0 {
-			return uint8(v >> 16)
-		}
-		if v < 0 {
-			return 0
-		}
-		return 255
-	}
-	return clamp(yy + 91881*cr1), clamp(yy - 22554*cb1 - 46802*cr1), clamp(yy + 116130*cb1)
 }
 
 // noise is a seeded set of uniform or Gaussian images; sample i is drawn from

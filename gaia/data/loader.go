@@ -10,7 +10,8 @@ import (
 // Batch is a run of consecutive samples, decoded and transformed, in input
 // order. Samples skipped as bad are absent from it and listed in Skipped.
 type Batch struct {
-	X       []float32 // N x C x H x W
+	X       []float32 // N x C x H x W (nil with Loader.Raw)
+	X8      []uint8   // N x C x H x W bytes before normalization (Loader.Raw)
 	N       int
 	Index   []int
 	Source  []string
@@ -34,6 +35,9 @@ type Loader struct {
 	BatchSize int
 	Workers   int  // default: the number of CPUs
 	SkipBad   bool // skip unreadable samples (else the first one stops the run)
+	// Raw gives each batch's pixels before normalization (Batch.X8), for
+	// 8-bit sources: what the transforms made of the bytes.
+	Raw       bool
 	Start     int  // first sample (for shards and resumption)
 	End       int  // one past the last sample (0: Src.Len())
 }
@@ -95,7 +99,13 @@ func (l *Loader) Run(ctx context.Context, fn func(*Batch) error) error {
 func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
 	n := hi - lo
 	size := l.Transform.C * l.Transform.H * l.Transform.W
-	x := make([]float32, n*size)
+	var x []float32
+	var x8 []uint8
+	if l.Raw {
+		x8 = make([]uint8, n*size)
+	} else {
+		x = make([]float32, n*size)
+	}
 	srcs := make([]string, n)
 	labels := make([]int, n)
 	errs := make([]error, n)
@@ -110,10 +120,15 @@ func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				img, src, label, err := l.Src.Load(lo + i)
+				img, src, label, err := loadFor(l.Src, lo+i, l.Transform)
 				if err == nil {
-					if terr := l.Transform.Apply(img, lo+i, x[i*size:(i+1)*size]); terr != nil {
-						err = fmt.Errorf("%s: %w", src, terr)
+					if l.Raw {
+						err = l.raw(img, lo+i, x8[i*size:(i+1)*size])
+					} else {
+						err = l.Transform.Apply(img, lo+i, x[i*size:(i+1)*size])
+					}
+					if err != nil {
+						err = fmt.Errorf("%s: %w", src, err)
 					}
 				}
 				srcs[i], labels[i], errs[i] = src, label, err
@@ -136,14 +151,49 @@ func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
 	}
 	b.N = len(b.Index)
 	if b.N == n {
-		b.X = x
-	} else {
-		b.X = make([]float32, 0, b.N*size)
-		for i := 0; i < n; i++ {
-			if errs[i] == nil {
-				b.X = append(b.X, x[i*size:(i+1)*size]...)
-			}
+		b.X, b.X8 = x, x8
+		return b, nil
+	}
+	for i := 0; i < n; i++ {
+		if errs[i] != nil {
+			continue
+		}
+		if l.Raw {
+			b.X8 = append(b.X8, x8[i*size:(i+1)*size]...)
+		} else {
+			b.X = append(b.X, x[i*size:(i+1)*size]...)
 		}
 	}
 	return b, nil
+}
+
+// raw is Transform.Pixels into C x H x W bytes.
+func (l *Loader) raw(img Image, index int, dst []uint8) error {
+	px, err := l.Transform.Pixels(img, index)
+	if err != nil {
+		return err
+	}
+	if !px.Is8Bit() {
+		return fmt.Errorf("raw pixels of a source that is not 8-bit")
+	}
+	hw := px.H * px.W
+	for c := 0; c < px.C; c++ {
+		for i := 0; i < hw; i++ {
+			dst[c*hw+i] = px.Pix8[i*px.C+c]
+		}
+	}
+	return nil
+}
+
+// transformLoader is a Source that can load a sample for its transform
+// (files: JPEG draft decoding).
+type transformLoader interface {
+	LoadFor(i int, t *Transform) (Image, string, int, error)
+}
+
+func loadFor(src Source, i int, t *Transform) (Image, string, int, error) {
+	if tl, ok := src.(transformLoader); ok {
+		return tl.LoadFor(i, t)
+	}
+	return src.Load(i)
 }

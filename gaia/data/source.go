@@ -12,10 +12,15 @@
 //	list:PATH                lines "relative/path label" (OpenOOD style), relative to the list's folder or root=DIR
 //	noise:uniform|gaussian   options n=COUNT, shape=CxHxW, seed=S (gaussian: mean 0.5, std 0.25, clipped to [0, 1])
 //
-// Options, after the first comma: resize=HxW or resize=S (bilinear, S the
-// shorter side), center-crop=HxW, random-crop=HxW (seeded by seed=S and the
-// sample's index), gray, rgb, root=DIR (list). Pixels are scaled to [0, 1];
-// the model's mean and std are applied last.
+// Options, after the first comma: resize=HxW or resize=S (S the shorter
+// side, torchvision's Resize(S)), resize-filter=bilinear|bicubic|nearest
+// (Pillow's filters; bilinear by default), center-crop=HxW (torchvision's
+// CenterCrop, zero padding included), random-crop=HxW (seeded by seed=S and
+// the sample's index), gray, rgb, draft (JPEGs decoded scaled down in the
+// DCT domain before a resize: faster, not Pillow-identical), root=DIR
+// (list). 8-bit images stay bytes through every transform, with Pillow's
+// arithmetic; pixels are then scaled to [0, 1] and the model's mean and std
+// applied, in float32, as torchvision's ToTensor and Normalize.
 package data
 
 import (
@@ -27,12 +32,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// Image is one decoded image: C x H x W float32 in [0, 1], channel-major.
-type Image struct {
-	C, H, W int
-	Pix     []float32
-}
 
 // Source is a dataset with random access, so that samples decode in parallel.
 type Source interface {
@@ -89,7 +88,10 @@ func (sp *Spec) intOption(key string, def int) (int, error) {
 // Open opens the source a spec names. Options that are transforms are left
 // for NewTransform.
 func Open(sp *Spec) (Source, error) {
-	known := map[string]bool{"resize": true, "center-crop": true, "random-crop": true, "gray": true, "rgb": true, "seed": true}
+	known := map[string]bool{}
+	for _, k := range transformKeys {
+		known[k] = true
+	}
 	switch sp.Kind {
 	case "noise":
 		known["n"], known["shape"] = true, true

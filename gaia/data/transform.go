@@ -2,24 +2,32 @@ package data
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"slices"
 	"strings"
 )
 
-// Transform turns a decoded image into the model's input: channel
-// conversion, resize, crop, then normalization.
+// Transform turns a decoded image into the model's input as torchvision's
+// ImageFolder pipeline does: channel conversion (Pillow's convert), Resize,
+// CenterCrop or a seeded random crop, then ToTensor (v / 255) and
+// Normalize. On 8-bit images every step up to normalization works on bytes
+// with Pillow's and torchvision's arithmetic, so the model sees the same
+// float32 inputs a PyTorch user's pipeline makes (docs/imagenet.md).
 type Transform struct {
 	C, H, W     int       // the model's input size
 	Mean, Std   []float64 // per channel
 	resizeShort int       // resize the shorter side to this (0: no)
 	resizeH     int       // resize to resizeH x resizeW (0: no)
 	resizeW     int
+	filter      Filter
 	cropH       int // center or random crop (0: no)
 	cropW       int
 	randomCrop  bool
 	seed        int64
 	gray, rgb   bool
+	draft       bool      // decode JPEGs scaled down in the DCT domain first (not Pillow-identical)
+	lut         [][256]float32
 }
 
 // NewTransform reads the transform options of a spec for a model input of
@@ -37,6 +45,11 @@ func NewTransform(sp *Spec, c, h, w int, mean, std []float64) (*Transform, error
 			}
 		} else if t.resizeShort, _, err = parseHW(v); err != nil {
 			return nil, fmt.Errorf("data spec %q: resize=%w", sp.Raw, err)
+		}
+	}
+	if v, ok := sp.Options["resize-filter"]; ok {
+		if t.filter, err = ParseFilter(v); err != nil {
+			return nil, fmt.Errorf("data spec %q: %w", sp.Raw, err)
 		}
 	}
 	_, center := sp.Options["center-crop"]
@@ -64,6 +77,23 @@ func NewTransform(sp *Spec, c, h, w int, mean, std []float64) (*Transform, error
 	if t.gray && t.rgb {
 		return nil, fmt.Errorf("data spec %q: gray and rgb exclude each other", sp.Raw)
 	}
+	if v, ok := sp.Options["draft"]; ok {
+		if v != "" {
+			return nil, fmt.Errorf("data spec %q: draft takes no value", sp.Raw)
+		}
+		if t.resizeShort == 0 && t.resizeH == 0 {
+			return nil, fmt.Errorf("data spec %q: draft scales JPEGs down for a resize: give resize=", sp.Raw)
+		}
+		t.draft = true
+	}
+	// ToTensor then Normalize, in float32 as torchvision: (v / 255 - mean) / std.
+	t.lut = make([][256]float32, c)
+	for ch := 0; ch < c; ch++ {
+		m, s := float32(mean[ch]), float32(std[ch])
+		for v := 0; v < 256; v++ {
+			t.lut[ch][v] = (float32(v)/255 - m) / s
+		}
+	}
 	return t, nil
 }
 
@@ -76,11 +106,14 @@ func (t *Transform) Describe() string {
 	if t.rgb {
 		s = append(s, "rgb")
 	}
+	if t.draft {
+		s = append(s, "JPEG draft decoding (DCT-scaled, not Pillow-identical)")
+	}
 	if t.resizeShort > 0 {
-		s = append(s, fmt.Sprintf("resize shorter side to %d (bilinear)", t.resizeShort))
+		s = append(s, fmt.Sprintf("resize shorter side to %d (%s, Pillow's)", t.resizeShort, t.filter))
 	}
 	if t.resizeH > 0 {
-		s = append(s, fmt.Sprintf("resize to %dx%d (bilinear)", t.resizeH, t.resizeW))
+		s = append(s, fmt.Sprintf("resize to %dx%d (%s, Pillow's)", t.resizeH, t.resizeW, t.filter))
 	}
 	if t.cropH > 0 {
 		kind := "center"
@@ -93,52 +126,72 @@ func (t *Transform) Describe() string {
 	return strings.Join(s, ", ")
 }
 
+// draftScale is the DCT scale a JPEG of w x h may be decoded at for the
+// resize that follows, as Pillow's draft picks it: the largest of 8, 4, 2
+// whose reduced image is still at least the resize's size (1: none).
+func (t *Transform) draftScale(w, h int) int {
+	if !t.draft {
+		return 1
+	}
+	rw, rh := t.resizeSize(w, h)
+	scale := min(w/rw, h/rh)
+	for _, s := range []int{8, 4, 2} {
+		if scale >= s {
+			return s
+		}
+	}
+	return 1
+}
+
+// resizeSize is the size (width, height) an image of w x h is resized to:
+// torchvision's Resize(S) keeps the aspect ratio with the longer side
+// int(S * long / short), truncated; Resize((H, W)) is exact.
+func (t *Transform) resizeSize(w, h int) (int, int) {
+	switch {
+	case t.resizeH > 0:
+		return t.resizeW, t.resizeH
+	case t.resizeShort > 0:
+		s := t.resizeShort
+		if w <= h {
+			return s, int(float64(s*h) / float64(w))
+		}
+		return int(float64(s*w) / float64(h)), s
+	}
+	return w, h
+}
+
+// cropAt is where a crop of the transform's size starts in an image of w x
+// h: torchvision's CenterCrop offset int(round((w - cw) / 2)) (Python's
+// round, halves to even), or a seeded random offset.
+func (t *Transform) cropAt(w, h, index int) (x0, y0 int) {
+	if t.randomCrop {
+		rng := rand.New(rand.NewSource(t.seed*1_000_003 + int64(index)))
+		y0, x0 = rng.Intn(h-t.cropH+1), rng.Intn(w-t.cropW+1)
+		return x0, y0
+	}
+	return int(math.RoundToEven(float64(w-t.cropW) / 2)), int(math.RoundToEven(float64(h-t.cropH) / 2))
+}
+
 // Apply transforms sample index's image into dst (C*H*W floats).
 func (t *Transform) Apply(img Image, index int, dst []float32) error {
-	if t.gray {
-		img = toGray(img)
+	img, err := t.Pixels(img, index)
+	if err != nil {
+		return err
 	}
-	if t.rgb {
-		img = toRGB(img)
-	}
-	// Match the model's channels: gray to RGB by repetition, RGB to gray by luma.
-	if img.C != t.C {
-		switch {
-		case img.C == 1 && t.C == 3:
-			img = toRGB(img)
-		case img.C == 3 && t.C == 1:
-			img = toGray(img)
-		default:
-			return fmt.Errorf("image has %d channels, the model takes %d", img.C, t.C)
-		}
-	}
-	if t.resizeShort > 0 {
-		h, w := img.H, img.W
-		if h <= w {
-			img = resize(img, t.resizeShort, max(1, (w*t.resizeShort+h/2)/h))
-		} else {
-			img = resize(img, max(1, (h*t.resizeShort+w/2)/w), t.resizeShort)
-		}
-	}
-	if t.resizeH > 0 {
-		img = resize(img, t.resizeH, t.resizeW)
-	}
-	if t.cropH > 0 {
-		if img.H < t.cropH || img.W < t.cropW {
-			return fmt.Errorf("image %dx%d is smaller than the %dx%d crop", img.H, img.W, t.cropH, t.cropW)
-		}
-		y0, x0 := (img.H-t.cropH)/2, (img.W-t.cropW)/2
-		if t.randomCrop {
-			rng := rand.New(rand.NewSource(t.seed*1_000_003 + int64(index)))
-			y0, x0 = rng.Intn(img.H-t.cropH+1), rng.Intn(img.W-t.cropW+1)
-		}
-		img = crop(img, y0, x0, t.cropH, t.cropW)
-	}
-	if img.H != t.H || img.W != t.W {
-		return fmt.Errorf("image is %dx%d after transforms, the model takes %dx%d: add resize=%dx%d or center-crop=%dx%d to the data spec",
-			img.H, img.W, t.H, t.W, t.H, t.W, t.H, t.W)
+	if len(dst) < t.C*t.H*t.W {
+		return fmt.Errorf("transform: %d floats for a %dx%dx%d input", len(dst), t.C, t.H, t.W)
 	}
 	hw := t.H * t.W
+	if img.Is8Bit() {
+		for c := 0; c < t.C; c++ {
+			lut := &t.lut[c]
+			out := dst[c*hw : (c+1)*hw]
+			for i := range out {
+				out[i] = lut[img.Pix8[i*t.C+c]]
+			}
+		}
+		return nil
+	}
 	for c := 0; c < t.C; c++ {
 		m, s := float32(t.Mean[c]), float32(t.Std[c])
 		src := img.Pix[c*hw : (c+1)*hw]
@@ -150,22 +203,149 @@ func (t *Transform) Apply(img Image, index int, dst []float32) error {
 	return nil
 }
 
-func toGray(img Image) Image {
+// Pixels is Apply before normalization: the image at the model's size and
+// channels (8-bit for 8-bit sources), what `gaia data dump --raw` writes.
+func (t *Transform) Pixels(img Image, index int) (Image, error) {
+	if t.gray {
+		img = grayOf(img)
+	}
+	if t.rgb {
+		img = rgbOf(img)
+	}
+	// Match the model's channels: gray to RGB by repetition, RGB to gray by luma.
+	if img.C != t.C {
+		switch {
+		case img.C == 1 && t.C == 3:
+			img = rgbOf(img)
+		case img.C == 3 && t.C == 1:
+			img = grayOf(img)
+		default:
+			return Image{}, fmt.Errorf("image has %d channels, the model takes %d", img.C, t.C)
+		}
+	}
+	rw, rh := t.resizeSize(img.W, img.H)
+	if rw <= 0 || rh <= 0 {
+		return Image{}, fmt.Errorf("image %dx%d resizes to nothing", img.H, img.W)
+	}
+	// The window of the resized image the crop keeps: only it is computed.
+	win := window{0, 0, rw, rh}
+	padded := false
+	if t.cropH > 0 {
+		if rw < t.cropW || rh < t.cropH {
+			if t.randomCrop {
+				return Image{}, fmt.Errorf("image %dx%d is smaller than the %dx%d crop", rh, rw, t.cropH, t.cropW)
+			}
+			padded = true // torchvision pads with zeros, then crops
+		} else {
+			x0, y0 := t.cropAt(rw, rh, index)
+			win = window{x0, y0, t.cropW, t.cropH}
+		}
+	}
+	if rw != img.W || rh != img.H || win != (window{0, 0, img.W, img.H}) {
+		img = t.resize(img, rw, rh, win)
+	}
+	if padded {
+		img = t.padCrop(img, index)
+	}
+	if img.H != t.H || img.W != t.W {
+		return Image{}, fmt.Errorf("image is %dx%d after transforms, the model takes %dx%d: add resize=%dx%d or center-crop=%dx%d to the data spec",
+			img.H, img.W, t.H, t.W, t.H, t.W, t.H, t.W)
+	}
+	return img, nil
+}
+
+// resize makes the window win of the image resized to w x h (a window of
+// the image itself when the size does not change: a crop).
+func (t *Transform) resize(img Image, w, h int, win window) Image {
+	if w == img.W && h == img.H {
+		return crop(img, win)
+	}
+	if img.Is8Bit() {
+		return resize8(img, w, h, t.filter, win)
+	}
+	return resizeFloat(img, w, h, t.filter, win)
+}
+
+// padCrop is torchvision's CenterCrop of an image smaller than the crop:
+// zeros around it ((crop - size) // 2 before, the rest after), then the
+// crop of the padded image.
+func (t *Transform) padCrop(img Image, index int) Image {
+	pw, ph := max(img.W, t.cropW), max(img.H, t.cropH)
+	left, top := 0, 0
+	if t.cropW > img.W {
+		left = (t.cropW - img.W) / 2
+	}
+	if t.cropH > img.H {
+		top = (t.cropH - img.H) / 2
+	}
+	out := Image{C: img.C, H: ph, W: pw}
+	if img.Is8Bit() {
+		out.Pix8 = make([]uint8, ph*pw*img.C)
+		for y := 0; y < img.H; y++ {
+			copy(out.Pix8[((top+y)*pw+left)*img.C:], img.Pix8[y*img.W*img.C:(y+1)*img.W*img.C])
+		}
+	} else {
+		out.Pix = make([]float32, img.C*ph*pw)
+		for c := 0; c < img.C; c++ {
+			for y := 0; y < img.H; y++ {
+				copy(out.Pix[(c*ph+top+y)*pw+left:], img.Pix[(c*img.H+y)*img.W:(c*img.H+y+1)*img.W])
+			}
+		}
+	}
+	x0, y0 := t.cropAt(pw, ph, index)
+	return crop(out, window{x0, y0, t.cropW, t.cropH})
+}
+
+// crop returns a window of an image.
+func crop(img Image, win window) Image {
+	if win == (window{0, 0, img.W, img.H}) {
+		return img
+	}
+	out := Image{C: img.C, H: win.H, W: win.W}
+	c := img.C
+	if img.Is8Bit() {
+		out.Pix8 = make([]uint8, win.H*win.W*c)
+		for y := 0; y < win.H; y++ {
+			row := ((win.Y0+y)*img.W + win.X0) * c
+			copy(out.Pix8[y*win.W*c:(y+1)*win.W*c], img.Pix8[row:row+win.W*c])
+		}
+		return out
+	}
+	out.Pix = make([]float32, c*win.H*win.W)
+	for ch := 0; ch < c; ch++ {
+		for y := 0; y < win.H; y++ {
+			row := (ch*img.H+win.Y0+y)*img.W + win.X0
+			copy(out.Pix[(ch*win.H+y)*win.W:(ch*win.H+y+1)*win.W], img.Pix[row:row+win.W])
+		}
+	}
+	return out
+}
+
+// grayOf converts to one channel: Pillow's convert("L") for bytes, the
+// same luma weights for floats.
+func grayOf(img Image) Image {
 	if img.C == 1 {
 		return img
+	}
+	if img.Is8Bit() {
+		return toGray8(img)
 	}
 	hw := img.H * img.W
 	out := Image{C: 1, H: img.H, W: img.W, Pix: make([]float32, hw)}
 	for i := 0; i < hw; i++ {
-		// ITU-R 601-2 luma, as PIL's convert("L").
 		out.Pix[i] = 0.299*img.Pix[i] + 0.587*img.Pix[hw+i] + 0.114*img.Pix[2*hw+i]
 	}
 	return out
 }
 
-func toRGB(img Image) Image {
+// rgbOf converts one channel to three by repetition (Pillow's
+// convert("RGB") of an L image).
+func rgbOf(img Image) Image {
 	if img.C == 3 {
 		return img
+	}
+	if img.Is8Bit() {
+		return toRGB8(img)
 	}
 	hw := img.H * img.W
 	out := Image{C: 3, H: img.H, W: img.W, Pix: make([]float32, 3*hw)}
@@ -175,69 +355,9 @@ func toRGB(img Image) Image {
 	return out
 }
 
-func crop(img Image, y0, x0, h, w int) Image {
-	out := Image{C: img.C, H: h, W: w, Pix: make([]float32, img.C*h*w)}
-	for c := 0; c < img.C; c++ {
-		for y := 0; y < h; y++ {
-			src := img.Pix[c*img.H*img.W+(y0+y)*img.W+x0:]
-			copy(out.Pix[c*h*w+y*w:c*h*w+(y+1)*w], src[:w])
-		}
-	}
-	return out
-}
-
-// resize is bilinear interpolation with half-pixel centers (align_corners
-// false, no antialiasing): halving a size averages 2 x 2 blocks exactly.
-func resize(img Image, h, w int) Image {
-	if img.H == h && img.W == w {
-		return img
-	}
-	out := Image{C: img.C, H: h, W: w, Pix: make([]float32, img.C*h*w)}
-	sy := float64(img.H) / float64(h)
-	sx := float64(img.W) / float64(w)
-	type tap struct {
-		i0, i1 int
-		f      float32
-	}
-	coords := func(n, src int, scale float64) []tap {
-		out := make([]tap, n)
-		for i := range out {
-			p := (float64(i)+0.5)*scale - 0.5
-			if p < 0 {
-				p = 0
-			}
-			i0 := int(p)
-			if i0 > src-1 {
-				i0 = src - 1
-			}
-			i1 := i0 + 1
-			if i1 > src-1 {
-				i1 = src - 1
-			}
-			out[i] = tap{i0, i1, float32(p - float64(i0))}
-		}
-		return out
-	}
-	ys, xs := coords(h, img.H, sy), coords(w, img.W, sx)
-	for c := 0; c < img.C; c++ {
-		plane := img.Pix[c*img.H*img.W : (c+1)*img.H*img.W]
-		dst := out.Pix[c*h*w : (c+1)*h*w]
-		for y, ty := range ys {
-			r0 := plane[ty.i0*img.W : (ty.i0+1)*img.W]
-			r1 := plane[ty.i1*img.W : (ty.i1+1)*img.W]
-			for x, tx := range xs {
-				a := r0[tx.i0] + (r0[tx.i1]-r0[tx.i0])*tx.f
-				b := r1[tx.i0] + (r1[tx.i1]-r1[tx.i0])*tx.f
-				dst[y*w+x] = a + (b-a)*ty.f
-			}
-		}
-	}
-	return out
-}
-
 // transformKeys are the spec options that are transforms rather than part of
-// the source.
-var transformKeys = []string{"gray", "rgb", "resize", "center-crop", "random-crop", "seed"}
+// the source, in the order TransformOptions lists them.
+var transformKeys = []string{"gray", "rgb", "draft", "resize", "resize-filter", "center-crop", "random-crop", "seed"}
 
 // TransformOptions returns the transform options of a dataset spec, in a
 // fixed order, as ParseTransform reads them ("resize=32x32,center-crop=28").

@@ -62,3 +62,13 @@ func Need(t testing.TB, path string) {
 		t.Skipf("%s is missing (GAIA_TESTDATA_PARTIAL)", filepath.Base(path))
 	}
 }
+
+// SharedDataIfPresent returns ../shared/data beside the repository, or ""
+// when it is absent.
+func SharedDataIfPresent() string {
+	dir := filepath.Join(Root(), "..", "shared", "data")
+	if _, err := os.Stat(filepath.Join(dir, "cifar10")); err != nil {
+		return ""
+	}
+	return dir
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/internal/npy"
+)
+
+func runData(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "dump" {
+		return usagef("data: usage: gaia data dump --data SPEC (--model M | --input CxHxW) --out X.npy [--raw]")
+	}
+	return runDataDump(args[1:], stdout, stderr)
+}
+
+// runDataDump writes the model inputs a data spec makes, exactly as gaia
+// score feeds them to the model, to a .npy file with the sources beside it:
+// the check of gaia's preprocessing against another pipeline.
+func runDataDump(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("data dump", stderr)
+	spec := fs.String("data", "", "the dataset `SPEC`, with its transform options (as gaia score takes it)")
+	model := fs.String("model", "", "a model `file`: its MODEL.json gives the input size, mean, std and default transform")
+	input := fs.String("input", "", "input size `CxHxW` (instead of, or overriding, MODEL.json)")
+	mean := fs.String("mean", "", "per-channel `mean`s (default: MODEL.json's, else 0)")
+	std := fs.String("std", "", "per-channel `std`s (default: MODEL.json's, else 1)")
+	out := fs.String("out", "", "the `.npy` file to write; OUT.sources.tsv lists each row's index, label and source")
+	raw := fs.Bool("raw", false, "uint8 pixels before normalization (N x C x H x W) instead of the float32 model inputs")
+	limit := fs.Int("limit", 0, "only the first `N` samples (0: all)")
+	workers := fs.Int("workers", 0, "decoding `goroutines` (default: the number of CPUs)")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *spec == "" || *out == "" || (*model == "" && *input == "") {
+		return usagef("data dump: -data, -out and -model or -input are required")
+	}
+	if *limit < 0 || *workers < 0 {
+		return usagef("data dump: -limit and -workers must not be negative")
+	}
+	if _, err := data.ParseSpec(*spec); err != nil {
+		return usageError{err.Error()}
+	}
+	m := &gaia.Model{Meta: &gaia.Meta{}}
+	var err error
+	if *model != "" {
+		if m, err = gaia.ReadModel(gaia.ModelConfig{Path: *model, Input: *input, Mean: *mean, Std: *std}); err != nil {
+			return err
+		}
+	} else if err := gaia.ApplyInput(m.Meta, *input, *mean, *std); err != nil {
+		return usageError{err.Error()}
+	}
+	ds, err := m.Dataset(*spec)
+	if err != nil {
+		return err
+	}
+	n := ds.Source.Len()
+	if *limit > 0 {
+		n = min(n, *limit)
+	}
+	c, h, w := m.Input()
+	dtype, elem := "<f4", 4
+	if *raw {
+		dtype, elem = "|u1", 1
+	}
+	if !*quiet {
+		fmt.Fprintf(stderr, "%s; %s; JPEG: %s\n", ds.Source.Describe(), ds.Transform.Describe(), data.JPEGDecoder())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return writeAtomically(*out, func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		if _, err := bw.Write(npy.Header(dtype, []int{n, c, h, w})); err != nil {
+			return err
+		}
+		srcs, err := os.Create(*out + ".sources.tsv.partial")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(srcs.Name())
+		sw := bufio.NewWriter(srcs)
+		fmt.Fprintln(sw, "index\tlabel\tsource")
+		var progress io.Writer = stderr
+		if *quiet {
+			progress = nil
+		}
+		p := gaia.NewProgress(progress, "dump", n)
+		l := &data.Loader{Src: ds.Source, Transform: ds.Transform, BatchSize: 64, Workers: *workers, End: n, Raw: *raw}
+		err = l.Run(ctx, func(b *data.Batch) error {
+			if *raw {
+				if _, err := bw.Write(b.X8); err != nil {
+					return err
+				}
+			} else {
+				buf := make([]byte, len(b.X)*elem)
+				for i, v := range b.X {
+					binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+				}
+				if _, err := bw.Write(buf); err != nil {
+					return err
+				}
+			}
+			for i := 0; i < b.N; i++ {
+				fmt.Fprintf(sw, "%d\t%d\t%s\n", b.Index[i], b.Label[i], b.Source[i])
+			}
+			p.Add(b.N)
+			return nil
+		})
+		p.Finish()
+		if err != nil {
+			srcs.Close()
+			return err
+		}
+		if err := sw.Flush(); err != nil {
+			srcs.Close()
+			return fmt.Errorf("%s: %w", srcs.Name(), err)
+		}
+		if err := srcs.Close(); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := os.Rename(srcs.Name(), *out+".sources.tsv"); err != nil {
+			return err
+		}
+		if !*quiet {
+			fmt.Fprintf(stderr, "wrote %d x %d x %d x %d %s to %s (sources in %s.sources.tsv)\n", n, c, h, w, dtype, *out, filepath.Base(*out))
+		}
+		return nil
+	})
+}
+
+// writeAtomically writes path through a temporary file in its folder,
+// renamed into place when write succeeds; on failure nothing is left.
+func writeAtomically(path string, write func(*os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,34 @@
+//go:build !cgo
+
+package data
+
+import (
+	"bytes"
+	"fmt"
+	"image/jpeg"
+)
+
+// JPEGDecoder names the JPEG decoder of this build: without cgo, Go's
+// image/jpeg, whose IDCT and chroma upsampling differ from libjpeg-turbo's,
+// so pixels differ from Pillow's (by a few levels; docs/imagenet.md).
+func JPEGDecoder() string {
+	return "Go image/jpeg (a build without cgo: pixels differ from Pillow's libjpeg-turbo)"
+}
+
+// JPEGPillowExact reports whether JPEGs decode to Pillow's pixels.
+func JPEGPillowExact() bool { return false }
+
+func decodeJPEG(raw []byte, maxPixels int64, scale int) (Image, error) {
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw))
+	if err != nil {
+		return Image{}, fmt.Errorf("corrupt JPEG: %w", err)
+	}
+	if int64(cfg.Width)*int64(cfg.Height) > maxPixels {
+		return Image{}, fmt.Errorf("%w: declared size %dx%d is over the limit of %d pixels", ErrTooLarge, cfg.Width, cfg.Height, maxPixels)
+	}
+	im, err := jpeg.Decode(bytes.NewReader(raw))
+	if err != nil {
+		return Image{}, fmt.Errorf("corrupt JPEG: %w", err)
+	}
+	return fromGoImage(im), nil
+}

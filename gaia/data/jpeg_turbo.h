@@ -1,0 +1,25 @@
+// jpeg_turbo.h: the C side of gaia/data's JPEG decoder (jpeg_turbo.c).
+#ifndef GAIA_JPEG_TURBO_H
+#define GAIA_JPEG_TURBO_H
+
+#include <stddef.h>
+
+typedef struct gaia_jpeg_image {
+  int declared_width, declared_height;  // from the header
+  int components;                       // in the file: 1, 3 or 4
+  int width, height, channels;          // decoded (scaled) size; channels 1 (gray), 3 (RGB) or 4 (CMYK)
+  int warnings;                         // libjpeg warnings ignored, as Pillow ignores them
+  unsigned char *pixels;                // height x width x channels, malloc'd; the caller frees it
+} gaia_jpeg_image;
+
+// gaia_jpeg_version names the libjpeg linked.
+const char *gaia_jpeg_version(void);
+
+// gaia_jpeg_decode decodes len bytes of JPEG at data into out. A declared
+// size over max_pixels (when positive) is refused before anything is
+// allocated; scale_denom > 1 decodes at 1/scale_denom in the DCT domain
+// (2, 4 or 8). Returns 0, or non-zero with a message in msg.
+int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, int scale_denom,
+                     gaia_jpeg_image *out, char *msg, size_t msg_len);
+
+#endif
