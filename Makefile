@@ -142,6 +142,7 @@ bench: build bench-models
 	  $(GO) test -run '^$$' -bench BenchmarkDetectors -benchtime $(BENCHTIME) -timeout 60m ./gaia/
 	GAIA_BENCH_IMAGES=$(if $(wildcard $(SHARED_JPEGS)),$(abspath $(SHARED_JPEGS))) \
 	  $(GO) test -run '^$$' -bench BenchmarkLoader -benchtime 3x ./gaia/data/
+	PILLOW_PYTHON=$(PILLOW_PYTHON) GO=$(GO) scripts/bench_preprocess.sh
 BENCHTIME ?= 2s
 
 bench-compare: build bench-models

@@ -265,23 +265,27 @@ def cmd_cifar(a):
 
 
 def cmd_time(a):
-    import torch  # noqa: F401 - the whole torchvision pipeline
-    import torchvision.transforms as T
-    torch.set_num_threads(1)
     with open(a.sources) as f:
         paths = [line.strip() for line in f if line.strip()]
     opts = parse_opts(a.transform)
-    steps = []
-    if "resize" in opts:
-        v = opts["resize"]
-        steps.append(T.Resize(list(hw(v)) if "x" in v else int(v)))
-    if "center-crop" in opts:
-        steps.append(T.CenterCrop(list(hw(opts["center-crop"]))))
-    full = T.Compose(steps + [T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
     raw = [open(p, "rb").read() for p in paths]  # timed from memory, as gaia's benchmark
+    impls = [("pillow", lambda b: pipeline(io.BytesIO(b), opts, a.channels))]
+    try:
+        import torch
+        import torchvision.transforms as T
+        torch.set_num_threads(1)
+        steps = []
+        if "resize" in opts:
+            v = opts["resize"]
+            steps.append(T.Resize(list(hw(v)) if "x" in v else int(v)))
+        if "center-crop" in opts:
+            steps.append(T.CenterCrop(list(hw(opts["center-crop"]))))
+        full = T.Compose(steps + [T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+        impls.append(("torchvision", lambda b: full(Image.open(io.BytesIO(b)).convert("RGB"))))
+    except ImportError:
+        pass
     out = {}
-    for name, fn in [("pillow", lambda b: pipeline(io.BytesIO(b), opts, a.channels)),
-                     ("torchvision", lambda b: full(Image.open(io.BytesIO(b)).convert("RGB")))]:
+    for name, fn in impls:
         fn(raw[0])
         best = None
         for _ in range(a.rounds):

@@ -31,7 +31,7 @@ const (
 	// ReducePerturbForward, for the input tap alone: x' = x - step_c s with
 	// s = +1 where G >= 0 and -1 elsewhere, step_c = Pass.Params[c] (one per
 	// input channel); the pass hands back the logits of a forward on x'
-	// (ODIN's perturbation, on the device).
+	// (an input perturbation on the device).
 	ReducePerturbForward Reduce = 7
 )
 

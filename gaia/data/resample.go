@@ -95,7 +95,7 @@ const precisionBits = 32 - 8 - 2
 // kk[i*ksize:] (normalized to sum 1) and k8 (the same in fixed point).
 type axis struct {
 	ksize  int
-	bounds []int
+	bounds []int32
 	kk     []float64
 	k8     []int32
 }
@@ -110,7 +110,7 @@ func newAxis(inSize, outSize int, k kernel) axis {
 		filterscale = 1
 	}
 	support := k.support * filterscale
-	ax := axis{ksize: int(math.Ceil(support))*2 + 1, bounds: make([]int, 2*outSize)}
+	ax := axis{ksize: int(math.Ceil(support))*2 + 1, bounds: make([]int32, 2*outSize)}
 	ax.kk = make([]float64, outSize*ax.ksize)
 	ax.k8 = make([]int32, outSize*ax.ksize)
 	ss := 1 / filterscale
@@ -143,7 +143,7 @@ func newAxis(inSize, outSize int, k kernel) axis {
 				ax.k8[xx*ax.ksize+x] = int32(0.5 + float64(v*(1<<precisionBits)))
 			}
 		}
-		ax.bounds[2*xx], ax.bounds[2*xx+1] = xmin, xmax
+		ax.bounds[2*xx], ax.bounds[2*xx+1] = int32(xmin), int32(xmax)
 	}
 	return ax
 }
@@ -178,60 +178,88 @@ func resize8(im Image, outW, outH int, f Filter, win window) Image {
 	if needV {
 		vert = newAxis(im.H, outH, k)
 		last := win.Y0 + win.H - 1
-		rowLo, rowHi = vert.bounds[2*win.Y0], vert.bounds[2*last]+vert.bounds[2*last+1]
+		rowLo, rowHi = int(vert.bounds[2*win.Y0]), int(vert.bounds[2*last]+vert.bounds[2*last+1])
 	}
 	// Horizontal pass: rows [rowLo, rowHi) of the source, the window's columns.
 	rows, cols := rowHi-rowLo, win.W
-	tmp := Image{C: c, H: rows, W: cols, Pix8: make([]uint8, rows*cols*c)}
+	tmp := make([]uint8, rows*cols*c)
 	if needH {
 		hor := newAxis(im.W, outW, k)
-		for y := 0; y < rows; y++ {
-			src := im.Pix8[(rowLo+y)*im.W*c : (rowLo+y+1)*im.W*c]
-			dst := tmp.Pix8[y*cols*c : (y+1)*cols*c]
-			for xx := 0; xx < cols; xx++ {
-				ox := win.X0 + xx
-				xmin, n := hor.bounds[2*ox], hor.bounds[2*ox+1]
-				w := hor.k8[ox*hor.ksize : ox*hor.ksize+n]
-				in := src[xmin*c : (xmin+n)*c]
-				for ch := 0; ch < c; ch++ {
-					ss := int32(1 << (precisionBits - 1))
-					for x, kw := range w {
-						ss += int32(in[x*c+ch]) * kw
-					}
-					dst[xx*c+ch] = clip8fixed(ss)
-				}
-			}
-		}
+		hpass8(im.Pix8[rowLo*im.W*c:rowHi*im.W*c], im.W, c, rows,
+			hor.bounds[2*win.X0:2*(win.X0+cols)], hor.k8[win.X0*hor.ksize:(win.X0+cols)*hor.ksize], hor.ksize, cols, tmp)
 	} else {
 		for y := 0; y < rows; y++ {
-			copy(tmp.Pix8[y*cols*c:(y+1)*cols*c], im.Pix8[((rowLo+y)*im.W+win.X0)*c:((rowLo+y)*im.W+win.X0+cols)*c])
+			copy(tmp[y*cols*c:(y+1)*cols*c], im.Pix8[((rowLo+y)*im.W+win.X0)*c:((rowLo+y)*im.W+win.X0+cols)*c])
 		}
 	}
 	if !needV {
-		return tmp
+		return Image{C: c, H: rows, W: cols, Pix8: tmp}
 	}
-	// Vertical pass over the horizontal pass's rows.
-	out := Image{C: c, H: win.H, W: cols, Pix8: make([]uint8, win.H*cols*c)}
-	acc := make([]int32, cols*c)
-	for yy := 0; yy < win.H; yy++ {
-		oy := win.Y0 + yy
-		ymin, n := vert.bounds[2*oy]-rowLo, vert.bounds[2*oy+1]
-		w := vert.k8[oy*vert.ksize : oy*vert.ksize+n]
+	// Vertical pass over the horizontal pass's rows (bounds shifted to them).
+	bounds := append([]int32(nil), vert.bounds[2*win.Y0:2*(win.Y0+win.H)]...)
+	for i := 0; i < len(bounds); i += 2 {
+		bounds[i] -= int32(rowLo)
+	}
+	out := make([]uint8, win.H*cols*c)
+	vpass8(tmp, cols*c, bounds, vert.k8[win.Y0*vert.ksize:(win.Y0+win.H)*vert.ksize], vert.ksize, win.H, out)
+	return Image{C: c, H: win.H, W: cols, Pix8: out}
+}
+
+// hpass8Go is the horizontal pass: rows rows of src (srcW pixels of c
+// bytes), outCols output pixels each, output pixel x from taps bounds[2x]
+// .. bounds[2x]+bounds[2x+1]-1 with weights k[x*ksize:], to dst. The cgo
+// build runs its C twin (resample.c).
+func hpass8Go(src []uint8, srcW, c, rows int, bounds, k []int32, ksize, outCols int, dst []uint8) {
+	for y := 0; y < rows; y++ {
+		row := src[y*srcW*c : (y+1)*srcW*c]
+		out := dst[y*outCols*c : (y+1)*outCols*c]
+		for x := 0; x < outCols; x++ {
+			xmin, n := int(bounds[2*x]), int(bounds[2*x+1])
+			w := k[x*ksize : x*ksize+n]
+			in := row[xmin*c : (xmin+n)*c]
+			if c == 3 {
+				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
+				for t, kw := range w {
+					p := in[3*t : 3*t+3]
+					s0 += int32(p[0]) * kw
+					s1 += int32(p[1]) * kw
+					s2 += int32(p[2]) * kw
+				}
+				out[3*x], out[3*x+1], out[3*x+2] = clip8fixed(s0), clip8fixed(s1), clip8fixed(s2)
+				continue
+			}
+			for ch := 0; ch < c; ch++ {
+				ss := int32(1 << (precisionBits - 1))
+				for t, kw := range w {
+					ss += int32(in[t*c+ch]) * kw
+				}
+				out[x*c+ch] = clip8fixed(ss)
+			}
+		}
+	}
+}
+
+// vpass8Go is the vertical pass: outRows rows of width bytes, output row y
+// from src rows bounds[2y] .. bounds[2y]+bounds[2y+1]-1 with weights
+// k[y*ksize:], to dst. The cgo build runs its C twin.
+func vpass8Go(src []uint8, width int, bounds, k []int32, ksize, outRows int, dst []uint8) {
+	acc := make([]int32, width)
+	for y := 0; y < outRows; y++ {
+		ymin, n := int(bounds[2*y]), int(bounds[2*y+1])
 		for i := range acc {
 			acc[i] = 1 << (precisionBits - 1)
 		}
-		for y, kw := range w {
-			row := tmp.Pix8[(ymin+y)*cols*c : (ymin+y+1)*cols*c]
+		for t, kw := range k[y*ksize : y*ksize+n] {
+			row := src[(ymin+t)*width : (ymin+t+1)*width]
 			for i, v := range row {
 				acc[i] += int32(v) * kw
 			}
 		}
-		dst := out.Pix8[yy*cols*c : (yy+1)*cols*c]
+		out := dst[y*width : (y+1)*width]
 		for i, ss := range acc {
-			dst[i] = clip8fixed(ss)
+			out[i] = clip8fixed(ss)
 		}
 	}
-	return out
 }
 
 // resizeFloat is resize8 for float images (C x H x W), as Pillow resamples
@@ -255,7 +283,7 @@ func resizeFloat(im Image, outW, outH int, f Filter, win window) Image {
 					tmp[y*win.W+xx] = plane[y*im.W+ox]
 					continue
 				}
-				xmin, n := hor.bounds[2*ox], hor.bounds[2*ox+1]
+				xmin, n := int(hor.bounds[2*ox]), int(hor.bounds[2*ox+1])
 				var ss float64
 				for x := 0; x < n; x++ {
 					ss += float64(plane[y*im.W+xmin+x]) * hor.kk[ox*hor.ksize+x]
@@ -271,7 +299,7 @@ func resizeFloat(im Image, outW, outH int, f Filter, win window) Image {
 					dst[yy*win.W+xx] = tmp[oy*win.W+xx]
 					continue
 				}
-				ymin, n := vert.bounds[2*oy], vert.bounds[2*oy+1]
+				ymin, n := int(vert.bounds[2*oy]), int(vert.bounds[2*oy+1])
 				var ss float64
 				for y := 0; y < n; y++ {
 					ss += float64(tmp[(ymin+y)*win.W+xx]) * vert.kk[oy*vert.ksize+y]

@@ -182,6 +182,16 @@ func (t *Transform) Apply(img Image, index int, dst []float32) error {
 		return fmt.Errorf("transform: %d floats for a %dx%dx%d input", len(dst), t.C, t.H, t.W)
 	}
 	hw := t.H * t.W
+	if img.Is8Bit() && t.C == 3 {
+		// One pass over the interleaved bytes into the three planes.
+		l0, l1, l2 := &t.lut[0], &t.lut[1], &t.lut[2]
+		p := img.Pix8[:3*hw]
+		o0, o1, o2 := dst[:hw], dst[hw:2*hw], dst[2*hw:3*hw]
+		for i := range o0 {
+			o0[i], o1[i], o2[i] = l0[p[3*i]], l1[p[3*i+1]], l2[p[3*i+2]]
+		}
+		return nil
+	}
 	if img.Is8Bit() {
 		for c := 0; c < t.C; c++ {
 			lut := &t.lut[c]
