@@ -37,9 +37,9 @@ type Loader struct {
 	SkipBad   bool // skip unreadable samples (else the first one stops the run)
 	// Raw gives each batch's pixels before normalization (Batch.X8), for
 	// 8-bit sources: what the transforms made of the bytes.
-	Raw       bool
-	Start     int  // first sample (for shards and resumption)
-	End       int  // one past the last sample (0: Src.Len())
+	Raw   bool
+	Start int // first sample (for shards and resumption)
+	End   int // one past the last sample (0: Src.Len())
 }
 
 type loaded struct {

@@ -186,4 +186,3 @@ func legacyResize(img Image, h, w int) Image {
 	}
 	return out
 }
-

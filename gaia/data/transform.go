@@ -26,7 +26,7 @@ type Transform struct {
 	randomCrop  bool
 	seed        int64
 	gray, rgb   bool
-	draft       bool      // decode JPEGs scaled down in the DCT domain first (not Pillow-identical)
+	draft       bool // decode JPEGs scaled down in the DCT domain first (not Pillow-identical)
 	lut         [][256]float32
 }
 
