@@ -148,8 +148,16 @@ type files struct {
 	labels []int
 }
 
-func (f *files) Len() int         { return len(f.paths) }
-func (f *files) Describe() string { return f.desc }
+func (f *files) Len() int { return len(f.paths) }
+
+// Describe names the files; a build whose JPEG decoder is not Pillow's
+// says so.
+func (f *files) Describe() string {
+	if !JPEGPillowExact() {
+		return f.desc + " [JPEGs: " + JPEGDecoder() + "]"
+	}
+	return f.desc
+}
 
 func (f *files) Load(i int) (Image, string, int, error) {
 	img, err := DecodeFile(f.paths[i])
