@@ -93,24 +93,38 @@ c10::Device parseDevice(const std::string& s) {
   return d;
 }
 
-// copyOut copies a tensor to host float32 into out.
+// copyOut copies a tensor to the host into out: float64 stays float64,
+// anything else becomes float32.
 void copyOut(const at::Tensor& t0, gaia_tensor* out) {
-  at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
+  bool f64 = t0.scalar_type() == at::kDouble;
+  at::Tensor t = t0.detach().to(at::kCPU, f64 ? at::kDouble : at::kFloat).contiguous();
   if (t.dim() > 8) {
     throw ShimError(GAIA_ERR_INVALID, "tensor of more than 8 dimensions");
   }
+  out->dtype = f64 ? GAIA_F64 : GAIA_F32;
   out->ndim = static_cast<int32_t>(t.dim());
   for (int64_t i = 0; i < t.dim(); i++) {
     out->shape[i] = t.size(i);
   }
-  size_t bytes = static_cast<size_t>(t.numel()) * sizeof(float);
-  out->data = static_cast<float*>(std::malloc(bytes > 0 ? bytes : 1));
+  size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  out->data = std::malloc(bytes > 0 ? bytes : 1);
   if (out->data == nullptr) {
     throw ShimError(GAIA_ERR_STD, "out of memory copying a result");
   }
   if (bytes > 0) {
-    std::memcpy(out->data, t.data_ptr<float>(), bytes);
+    std::memcpy(out->data, t.data_ptr(), bytes);
   }
+}
+
+gaia_tensor* newTensorOut(const at::Tensor& t) {
+  auto* out = callocOrThrow<gaia_tensor>(1);
+  try {
+    copyOut(t, out);
+  } catch (...) {
+    std::free(out);
+    throw;
+  }
+  return out;
 }
 
 }  // namespace
@@ -293,10 +307,12 @@ int gaia_module_describe(gaia_module* m, gaia_module_info** out, gaia_status* st
 
 int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, const int32_t* values, int32_t n_values,
                     const gaia_pass* passes, int32_t n_passes, const int32_t* tap_list, int32_t n_tap_list,
-                    const double* params, int32_t n_params, int32_t flags, gaia_result** out, gaia_status* st) {
+                    const double* params, int32_t n_params, const gaia_head* heads, int32_t n_heads, int32_t flags,
+                    gaia_result** out, gaia_status* st) {
   *out = nullptr;
   return guarded(st, [&] {
-    gaia::RunRequest req{input, shape, values, n_values, passes, n_passes, tap_list, n_tap_list, params, n_params, flags};
+    gaia::RunRequest req{input, shape, values, n_values, passes, n_passes, tap_list, n_tap_list, params, n_params,
+                         heads, n_heads, flags};
     gaia::RunResult res = gaia::runBatch(m, req);
     auto* r = callocOrThrow<gaia_result>(1);
     try {
@@ -311,11 +327,80 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape, co
       for (int32_t c : res.passCounts) {
         r->pass_counts[r->n_passes++] = c;
       }
+      r->n_heads = res.nHeads;
     } catch (...) {
       gaia_result_free(r);
       throw;
     }
     *out = r;
+  });
+}
+
+int gaia_module_put(gaia_module* m, const void* data, int32_t dtype, const int64_t* shape, int32_t ndim, int32_t* id,
+                    gaia_status* st) {
+  *id = 0;
+  return guarded(st, [&] {
+    if (ndim < 0 || ndim > 8 || (dtype != GAIA_F32 && dtype != GAIA_F64)) {
+      throw ShimError(GAIA_ERR_INVALID, "put: a buffer of " + std::to_string(ndim) + " axes, dtype " + std::to_string(dtype));
+    }
+    std::vector<int64_t> sizes(shape, shape + ndim);
+    auto opts = torch::TensorOptions().dtype(dtype == GAIA_F64 ? at::kDouble : at::kFloat);
+    at::Tensor t = torch::from_blob(const_cast<void*>(data), sizes, opts).to(m->device, opts.dtype(), false, true);
+    *id = m->nextBuffer++;
+    m->buffers[*id] = t;
+  });
+}
+
+int gaia_module_get(gaia_module* m, int32_t id, gaia_tensor** out, gaia_status* st) {
+  *out = nullptr;
+  return guarded(st, [&] {
+    auto it = m->buffers.find(id);
+    if (it == m->buffers.end()) {
+      throw ShimError(GAIA_ERR_INVALID, "get: no buffer " + std::to_string(id));
+    }
+    *out = newTensorOut(it->second);
+  });
+}
+
+void gaia_module_drop(gaia_module* m, int32_t id) {
+  try {
+    m->buffers.erase(id);
+  } catch (...) {
+  }
+}
+
+void gaia_tensor_free(gaia_tensor* t) {
+  if (t != nullptr) {
+    std::free(t->data);
+    std::free(t);
+  }
+}
+
+int gaia_module_classifier(gaia_module* m, gaia_tensor** weight, gaia_tensor** bias, gaia_status* st) {
+  *weight = nullptr;
+  *bias = nullptr;
+  return guarded(st, [&] {
+    if (!m->clsWeight.defined()) {
+      throw ShimError(GAIA_ERR_GRAPH, "no classifier weight found (a Linear, or a 1x1 convolution on a pooled map)");
+    }
+    gaia_tensor* w = newTensorOut(m->clsWeight);
+    try {
+      *bias = newTensorOut(m->clsBias);
+    } catch (...) {
+      gaia_tensor_free(w);
+      throw;
+    }
+    *weight = w;
+  });
+}
+
+int gaia_eigh(const double* a, int64_t d, double* w, double* v, gaia_status* st) {
+  return guarded(st, [&] {
+    at::Tensor m = torch::from_blob(const_cast<double*>(a), {d, d}, torch::TensorOptions().dtype(at::kDouble)).clone();
+    auto res = at::linalg_eigh(m);
+    at::Tensor vals = std::get<0>(res).contiguous(), vecs = std::get<1>(res).contiguous();
+    std::memcpy(w, vals.data_ptr<double>(), static_cast<size_t>(d) * sizeof(double));
+    std::memcpy(v, vecs.data_ptr<double>(), static_cast<size_t>(d * d) * sizeof(double));
   });
 }
 

@@ -373,6 +373,7 @@ struct Rewriter {
       }
     }
     th.name = clsName + ":input";
+    findClassifierParams(addmm);
     jit::Value* v = th.value;
     for (;;) {
       c10::Symbol k = v->node()->kind();
@@ -396,6 +397,29 @@ struct Rewriter {
                             "): no feature_map tap");
     }
     taps.push_back(th);
+  }
+
+  // The classifier's weight (K x D) and bias (K): a Linear's (or an addmm's,
+  // whose weight comes transposed), or a 1x1 convolution's.
+  void findClassifierParams(bool addmm) {
+    std::optional<at::Tensor> w, b;
+    if (addmm) {
+      jit::Value* wt = classifier->input(2);
+      if (wt->node()->kind() == c10::aten::t && (w = attrTensor(wt->node()->input(0)))) {
+        b = attrTensor(classifier->input(0));
+      }
+    } else if (classifier->kind() != c10::aten::matmul) {
+      w = attrTensor(classifier->input(1));
+      if (classifier->inputs().size() > 2) {
+        b = attrTensor(classifier->input(2));
+      }
+    }
+    if (!w || !(w->dim() == 2 || (convHead && w->dim() == 4))) {
+      return;
+    }
+    at::Tensor weight = w->detach().reshape({w->size(0), -1}).to(at::kFloat).contiguous();
+    m->clsWeight = weight;
+    m->clsBias = b ? b->detach().reshape({-1}).to(at::kFloat).contiguous() : at::zeros({weight.size(0)}, weight.options());
   }
 
   // Step 6: each normalization tap's ReLU gate, found before step 7

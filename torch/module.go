@@ -22,14 +22,18 @@ type Module struct {
 	warnings []string
 	flags    int32
 	threads  atomic.Int32 // this module's own thread count (0: the process's)
+	clsW     *Tensor      // the classifier's weight (K x D) and bias (K); nil without one
+	clsB     *Tensor
+	buffers  map[Buffer]bool
 }
 
 // moduleInfo is what a handle reports of its module at load.
 type moduleInfo struct {
-	device   string
-	inputC   int
-	taps     []Tap
-	warnings []string
+	device     string
+	inputC     int
+	taps       []Tap
+	warnings   []string
+	clsW, clsB *Tensor
 }
 
 // request is one Run, flattened for the C ABI (shim.h's gaia_module_run).
@@ -40,6 +44,7 @@ type request struct {
 	passes  []passSpec
 	tapList []int32
 	params  []float64
+	heads   []Head
 	flags   int32
 }
 
@@ -60,6 +65,7 @@ type response struct {
 	nOutputs   int
 	nValues    int
 	passCounts []int
+	nHeads     int
 }
 
 // runFlagReduceAfter is shim.h's GAIA_RUN_REDUCE_AFTER.
@@ -95,6 +101,7 @@ func load(op, path string, b []byte, device string) (*Module, error) {
 		return nil, err
 	}
 	m.h, m.device, m.inputC, m.taps, m.warnings = h, info.device, info.inputC, info.taps, info.warnings
+	m.clsW, m.clsB, m.buffers = info.clsW, info.clsB, map[Buffer]bool{}
 	runtime.SetFinalizer(m, (*Module).Close)
 	return m, nil
 }
@@ -215,9 +222,95 @@ func (m *Module) checkPass(p Pass, inputC int) error {
 	return nil
 }
 
+// Classifier is the classifier's weight (K x D: a Linear's, or a 1x1
+// convolution head's) and bias (K; zeros without one), as the model holds
+// them; ok is false when gaia found no classifier.
+func (m *Module) Classifier() (weight, bias *Tensor, ok bool) {
+	return m.clsW, m.clsB, m.clsW != nil
+}
+
+// checkHead refuses what the shim would refuse in a head.
+func (m *Module) checkHead(h Head) error {
+	if h.Kind < HeadLinear || h.Kind > HeadGram {
+		return invalid("unknown head kind %d", h.Kind)
+	}
+	if h.Kind == HeadKL {
+		if h.Tap != TapLogits {
+			return invalid("a KL head reads the logits (TapLogits)")
+		}
+	} else if err := m.checkTap(h.Tap, false); err != nil {
+		return err
+	}
+	for _, b := range h.Buf {
+		if b != NoBuffer && b != 0 && !m.buffers[b] {
+			return invalid("head: buffer %d is not on the module", b)
+		}
+	}
+	return nil
+}
+
+// PutF32 copies data (of shape) to the module's device and keeps it there
+// as a buffer for heads, until Drop or Close.
+func (m *Module) PutF32(data []float32, shape ...int) (Buffer, error) {
+	return m.put(data, nil, shape)
+}
+
+// PutF64 is PutF32 for float64 data.
+func (m *Module) PutF64(data []float64, shape ...int) (Buffer, error) {
+	return m.put(nil, data, shape)
+}
+
+func (m *Module) put(f32 []float32, f64 []float64, shape []int) (Buffer, error) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, invalid("put: shape %v has a negative axis", shape)
+		}
+		n *= d
+	}
+	if len(shape) > 8 || (f64 == nil && len(f32) != n) || (f32 == nil && len(f64) != n) {
+		return 0, invalid("put: shape %v needs %d values, have %d", shape, n, max(len(f32), len(f64)))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.h == nil {
+		return 0, ErrClosed
+	}
+	id, err := m.h.put(f32, f64, shape)
+	if err != nil {
+		return 0, err
+	}
+	m.buffers[id] = true
+	return id, nil
+}
+
+// Get copies a buffer back to Go memory.
+func (m *Module) Get(b Buffer) (*Tensor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.h == nil {
+		return nil, ErrClosed
+	}
+	if !m.buffers[b] {
+		return nil, invalid("get: buffer %d is not on the module", b)
+	}
+	return m.h.get(b)
+}
+
+// Drop frees a buffer.
+func (m *Module) Drop(b Buffer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.h != nil && m.buffers[b] {
+		m.h.drop(b)
+		delete(m.buffers, b)
+	}
+}
+
 // Run does, in one call, the forward on x, returns the values of the taps
-// listed in values, and runs each pass in order on the same forward.
-func (m *Module) Run(x *Tensor, values []int, passes []Pass) (*Result, error) {
+// listed in values, runs each pass in order on the same forward, then each
+// head.
+func (m *Module) Run(x *Tensor, values []int, passes []Pass, heads ...Head) (*Result, error) {
 	if err := checkInput(x); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -251,13 +344,19 @@ func (m *Module) Run(x *Tensor, values []int, passes []Pass) (*Result, error) {
 	if m.h == nil {
 		return nil, ErrClosed
 	}
+	for _, h := range heads {
+		if err := m.checkHead(h); err != nil {
+			return nil, err
+		}
+	}
+	req.heads = heads
 	req.flags = m.flags
 	res, err := m.h.run(req)
 	runtime.KeepAlive(x)
 	if err != nil {
 		return nil, err
 	}
-	if res.nOutputs < 1 || res.nValues != len(values) || len(res.passCounts) != len(passes) {
+	if res.nOutputs < 1 || res.nValues != len(values) || len(res.passCounts) != len(passes) || res.nHeads != len(heads) {
 		return nil, &Error{Op: "run", Code: CodeGraph, Msg: "the result does not hold what was asked for"}
 	}
 	r := &Result{Outputs: res.tensors[:res.nOutputs], Values: res.tensors[res.nOutputs : res.nOutputs+res.nValues]}
@@ -269,6 +368,10 @@ func (m *Module) Run(x *Tensor, values []int, passes []Pass) (*Result, error) {
 		r.Grads = append(r.Grads, res.tensors[k:k+c])
 		k += c
 	}
+	if k+len(heads) != len(res.tensors) {
+		return nil, &Error{Op: "run", Code: CodeGraph, Msg: "the result does not hold every head's"}
+	}
+	r.Heads = res.tensors[k:]
 	return r, nil
 }
 

@@ -21,6 +21,7 @@ package torch
 import "C"
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -48,6 +49,14 @@ const (
 	_ = uint(InputTap-C.GAIA_TAP_INPUT) + uint(C.GAIA_TAP_INPUT-InputTap)
 	_ = uint(ParamsTap-C.GAIA_TAP_PARAMS) + uint(C.GAIA_TAP_PARAMS-ParamsTap)
 	_ = uint(runFlagReduceAfter-C.GAIA_RUN_REDUCE_AFTER) + uint(C.GAIA_RUN_REDUCE_AFTER-runFlagReduceAfter)
+	_ = uint(int(HeadLinear)-C.GAIA_HEAD_LINEAR) + uint(C.GAIA_HEAD_LINEAR-int(HeadLinear))
+	_ = uint(int(HeadMahalanobis)-C.GAIA_HEAD_MAHALANOBIS) + uint(C.GAIA_HEAD_MAHALANOBIS-int(HeadMahalanobis))
+	_ = uint(int(HeadKNN)-C.GAIA_HEAD_KNN) + uint(C.GAIA_HEAD_KNN-int(HeadKNN))
+	_ = uint(int(HeadResidual)-C.GAIA_HEAD_RESIDUAL) + uint(C.GAIA_HEAD_RESIDUAL-int(HeadResidual))
+	_ = uint(int(HeadASH)-C.GAIA_HEAD_ASH) + uint(C.GAIA_HEAD_ASH-int(HeadASH))
+	_ = uint(int(HeadKL)-C.GAIA_HEAD_KL) + uint(C.GAIA_HEAD_KL-int(HeadKL))
+	_ = uint(int(HeadGram)-C.GAIA_HEAD_GRAM) + uint(C.GAIA_HEAD_GRAM-int(HeadGram))
+	_ = uint(TapLogits-C.GAIA_TAP_LOGITS) + uint(C.GAIA_TAP_LOGITS-TapLogits)
 )
 
 // tapKinds maps shim.h's GAIA_TAP_* to TapKind.
@@ -175,6 +184,14 @@ func (h *handle) describe() (*moduleInfo, error) {
 	for _, w := range unsafe.Slice(ci.warnings, int(ci.n_warnings)) {
 		info.warnings = append(info.warnings, C.GoString(w))
 	}
+	var cw, cb *C.gaia_tensor
+	if C.gaia_module_classifier(h.h, &cw, &cb, &st) == 0 {
+		info.clsW, info.clsB = copyTensor(cw), copyTensor(cb)
+		C.gaia_tensor_free(cw)
+		C.gaia_tensor_free(cb)
+	} else {
+		statusError("classifier", &st) // frees the message: a model without a classifier gaia recognizes
+	}
 	return info, nil
 }
 
@@ -211,6 +228,14 @@ func (h *handle) run(req *request) (*response, error) {
 	for i, p := range req.params {
 		params[i] = C.double(p)
 	}
+	heads := make([]C.gaia_head, len(req.heads))
+	for i, hd := range req.heads {
+		heads[i] = C.gaia_head{kind: C.int32_t(hd.Kind), tap: C.int32_t(hd.Tap)}
+		for j := range hd.Buf {
+			heads[i].buf[j] = C.int32_t(hd.Buf[j])
+			heads[i].arg[j] = C.double(hd.Arg[j])
+		}
+	}
 	shape := [4]C.int64_t{C.int64_t(req.shape[0]), C.int64_t(req.shape[1]), C.int64_t(req.shape[2]), C.int64_t(req.shape[3])}
 	var res *C.gaia_result
 	var st C.gaia_status
@@ -219,13 +244,13 @@ func (h *handle) run(req *request) (*response, error) {
 		rc = C.gaia_module_run(h.h, (*C.float)(unsafe.Pointer(&req.input[0])), &shape[0],
 			ptrOrNil(values), C.int32_t(len(values)), ptrOrNil(passes), C.int32_t(len(passes)),
 			ptrOrNil(taps), C.int32_t(len(taps)), ptrOrNil(params), C.int32_t(len(params)),
-			C.int32_t(req.flags), &res, &st)
+			ptrOrNil(heads), C.int32_t(len(heads)), C.int32_t(req.flags), &res, &st)
 	})
 	if rc != 0 {
 		return nil, statusError("run", &st)
 	}
 	defer C.gaia_result_free(res)
-	out := &response{nOutputs: int(res.n_outputs), nValues: int(res.n_values)}
+	out := &response{nOutputs: int(res.n_outputs), nValues: int(res.n_values), nHeads: int(res.n_heads)}
 	for _, c := range unsafe.Slice(res.pass_counts, int(res.n_passes)) {
 		out.passCounts = append(out.passCounts, int(c))
 	}
@@ -242,11 +267,79 @@ func copyTensor(ct *C.gaia_tensor) *Tensor {
 		shape[d] = int(ct.shape[d])
 		numel *= shape[d]
 	}
+	if ct.dtype == C.GAIA_F64 {
+		data := make([]float64, numel)
+		if numel > 0 {
+			copy(data, unsafe.Slice((*float64)(ct.data), numel))
+		}
+		return &Tensor{Shape: shape, F64: data}
+	}
 	data := make([]float32, numel)
 	if numel > 0 {
-		copy(data, unsafe.Slice((*float32)(unsafe.Pointer(ct.data)), numel))
+		copy(data, unsafe.Slice((*float32)(ct.data), numel))
 	}
 	return &Tensor{Shape: shape, Data: data}
+}
+
+// put is gaia_module_put on the worker.
+func (h *handle) put(f32 []float32, f64 []float64, shape []int) (Buffer, error) {
+	cs := make([]C.int64_t, len(shape))
+	for i, d := range shape {
+		cs[i] = C.int64_t(d)
+	}
+	dtype, ptr := C.int32_t(C.GAIA_F32), unsafe.Pointer(nil)
+	switch {
+	case f64 != nil:
+		dtype = C.GAIA_F64
+		if len(f64) > 0 {
+			ptr = unsafe.Pointer(&f64[0])
+		}
+	case len(f32) > 0:
+		ptr = unsafe.Pointer(&f32[0])
+	}
+	var dummy [1]float64
+	if ptr == nil {
+		ptr = unsafe.Pointer(&dummy[0]) // an empty buffer
+	}
+	var id C.int32_t
+	var st C.gaia_status
+	var rc C.int
+	h.w.do(func() { rc = C.gaia_module_put(h.h, ptr, dtype, ptrOrNil(cs), C.int32_t(len(cs)), &id, &st) })
+	if rc != 0 {
+		return 0, statusError("put", &st)
+	}
+	return Buffer(id), nil
+}
+
+// get is gaia_module_get on the worker.
+func (h *handle) get(b Buffer) (*Tensor, error) {
+	var out *C.gaia_tensor
+	var st C.gaia_status
+	var rc C.int
+	h.w.do(func() { rc = C.gaia_module_get(h.h, C.int32_t(b), &out, &st) })
+	if rc != 0 {
+		return nil, statusError("get", &st)
+	}
+	defer C.gaia_tensor_free(out)
+	return copyTensor(out), nil
+}
+
+func (h *handle) drop(b Buffer) { h.w.do(func() { C.gaia_module_drop(h.h, C.int32_t(b)) }) }
+
+// EighF64 is the eigen-decomposition of the symmetric d x d float64 matrix
+// a (row-major): ascending eigenvalues w and the eigenvectors as the
+// columns of v (row-major), by LibTorch's LAPACK on the CPU.
+func EighF64(a []float64, d int) (w, v []float64, err error) {
+	if d <= 0 || len(a) != d*d {
+		return nil, nil, &Error{Op: "eigh", Code: CodeInvalid, Msg: fmt.Sprintf("%d values for a %d x %d matrix", len(a), d, d)}
+	}
+	w, v = make([]float64, d), make([]float64, d*d)
+	var st C.gaia_status
+	if C.gaia_eigh((*C.double)(unsafe.Pointer(&a[0])), C.int64_t(d), (*C.double)(unsafe.Pointer(&w[0])),
+		(*C.double)(unsafe.Pointer(&v[0])), &st) != 0 {
+		return nil, nil, statusError("eigh", &st)
+	}
+	return w, v, nil
 }
 
 // tapShapes is gaia_module_tap_shapes on the worker.

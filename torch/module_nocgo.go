@@ -5,6 +5,8 @@ package torch
 import (
 	"fmt"
 	"sync/atomic"
+
+	"gonum.org/v1/gonum/mat"
 )
 
 // This build has no LibTorch: cgo is off (CGO_ENABLED=0, or no C compiler)
@@ -25,6 +27,11 @@ func (h *handle) free()                             {}
 func (h *handle) run(*request) (*response, error)   { return nil, ErrNoLibTorch }
 func (h *handle) tapShapes([4]int) ([][]int, error) { return nil, ErrNoLibTorch }
 func (h *handle) threadsInUse() int                 { return 0 }
+func (h *handle) put([]float32, []float64, []int) (Buffer, error) {
+	return 0, ErrNoLibTorch
+}
+func (h *handle) get(Buffer) (*Tensor, error) { return nil, ErrNoLibTorch }
+func (h *handle) drop(Buffer)                 {}
 
 // CUDAKernelsBuilt is false: no LibTorch, no kernels.
 func CUDAKernelsBuilt() bool { return false }
@@ -46,3 +53,19 @@ func CUDADeviceCount() int { return 0 }
 
 // MallocTuned is false: the tuning is done by the LibTorch build.
 func MallocTuned() bool { return false }
+
+// EighF64 is the eigen-decomposition of the symmetric d x d matrix a
+// (row-major): ascending eigenvalues w and the eigenvectors as the columns
+// of v. Without LibTorch, gonum's (slower; the same within rounding).
+func EighF64(a []float64, d int) (w, v []float64, err error) {
+	if d <= 0 || len(a) != d*d {
+		return nil, nil, &Error{Op: "eigh", Code: CodeInvalid, Msg: fmt.Sprintf("%d values for a %d x %d matrix", len(a), d, d)}
+	}
+	var e mat.EigenSym
+	if !e.Factorize(mat.NewSymDense(d, append([]float64(nil), a...)), true) {
+		return nil, nil, &Error{Op: "eigh", Code: CodeInvalid, Msg: "the eigen-decomposition did not converge"}
+	}
+	var vecs mat.Dense
+	e.VectorsTo(&vecs)
+	return e.Values(nil), vecs.RawMatrix().Data, nil
+}

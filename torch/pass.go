@@ -58,4 +58,38 @@ type Result struct {
 	Outputs []*Tensor   // the module's own outputs; Outputs[0] are the logits
 	Values  []*Tensor   // the values of the taps asked for, in order
 	Grads   [][]*Tensor // Grads[p][i]: pass p's result at its i-th tap
+	Heads   []*Tensor   // one per head, in order
+}
+
+// HeadKind names a computation a detector makes after the forward, on the
+// device, from one value and buffers put there once (shim.h's GAIA_HEAD_*).
+type HeadKind int32
+
+// Heads. x is the head's value as N x D (a map N x C x H x W for ASH);
+// results are N float64 (KNN: float32) or N x K float32 logits.
+const (
+	HeadLinear      HeadKind = 1 // N x K: min(x, Arg[1]) if Arg[0] != 0, times Buf[0]^T, plus Buf[1]
+	HeadMahalanobis HeadKind = 2 // N: min_c (x - mu_c)^T P (x - mu_c); Buf[0] means C x D, Buf[1] P (D x D)
+	HeadKNN         HeadKind = 3 // N: distance from x/||x|| to its Arg[0]-th nearest row of Buf[0] (unit rows)
+	HeadResidual    HeadKind = 4 // N: ||(x - Buf[0]) Buf[1]||, Buf[1] a D x R basis
+	HeadASH         HeadKind = 5 // N x K: ASH (Arg[0] 0 s, 1 p, 2 b; Arg[1] percentile), pool, Buf[0]^T, Buf[1]
+	HeadKL          HeadKind = 6 // N: min_c KL(softmax(z) || d_c), Buf[0] = log d (C x K); Tap must be TapLogits
+	HeadGram        HeadKind = 7 // Buf[0] (D x D float64) += x^T x; an empty result
+)
+
+// TapLogits is the tap index that names the logits, for heads.
+const TapLogits = -3
+
+// Buffer is a tensor kept on a module's device (Module.PutF32, PutF64).
+type Buffer int32
+
+// NoBuffer marks an unused buffer slot of a Head.
+const NoBuffer Buffer = -1
+
+// Head is one computation after the forward (HeadKind says what).
+type Head struct {
+	Kind HeadKind
+	Tap  int
+	Buf  [4]Buffer
+	Arg  [4]float64
 }

@@ -365,6 +365,15 @@ RunResult runBatch(gaia_module* m, const RunRequest& req) {
     }
     r.passCounts.push_back(static_cast<int32_t>(r.tensors.size() - before));
   }
+  if (req.nHeads > 0) {
+    torch::NoGradGuard noGrad;
+    for (int32_t i = 0; i < req.nHeads; i++) {
+      const gaia_head& h = req.heads[i];
+      at::Tensor x = h.tap == GAIA_TAP_LOGITS ? f.outputs[0] : tapValue(f, h.tap);
+      r.tensors.push_back(runHead(m, h, x.detach()));
+    }
+    r.nHeads = req.nHeads;
+  }
   return r;
 }
 

@@ -114,15 +114,64 @@ typedef struct gaia_pass {
   int32_t n_params;
 } gaia_pass;
 
+// Element types of tensors and buffers.
+enum {
+  GAIA_F32 = 0,
+  GAIA_F64 = 1,
+};
+
 typedef struct gaia_tensor {
-  float* data;  // malloc'd, row-major
+  void* data;     // malloc'd, row-major, of dtype
+  int32_t dtype;  // GAIA_F32 or GAIA_F64
   int32_t ndim;
   int64_t shape[8];
 } gaia_tensor;
 
+// What a head computes after the forward, on the device, from one value
+// (tap: a tap index, or GAIA_TAP_LOGITS) and the module's buffers (buf:
+// ids from gaia_module_put, -1 for none). x is the value as N x D (a map
+// N x C x H x W for ASH). Results are N (f64 unless noted) or N x K logits
+// (f32).
+enum {
+  // N x K: min(x, arg[1]) when arg[0] != 0, times buf[0]^T (K x D), plus
+  // buf[1] (K): a classifier on a changed feature (ReAct, DICE).
+  GAIA_HEAD_LINEAR = 1,
+  // N: min over rows c of buf[0] (means, C x D) of (x - mu_c)^T buf[1]
+  // (x - mu_c), buf[1] a D x D precision; in float64.
+  GAIA_HEAD_MAHALANOBIS = 2,
+  // N (f32): the Euclidean distance from x / ||x|| to its arg[0]-th nearest
+  // row of buf[0] (M x D, rows of unit norm).
+  GAIA_HEAD_KNN = 3,
+  // N: || (x - buf[0]) buf[1] ||, buf[0] an origin (D), buf[1] a D x R
+  // basis of the residual space; in float64 (ViM).
+  GAIA_HEAD_RESIDUAL = 4,
+  // N x K: ASH on a map x: keep the k = n - round(n arg[1] / 100) largest
+  // of each sample's n entries and zero the rest; arg[0] = 0 (s: scale the
+  // kept by exp(sum x / sum kept)), 1 (p: prune only), 2 (b: set the kept to
+  // sum x / k); then global average pooling, buf[0] (K x C) and buf[1] (K).
+  GAIA_HEAD_ASH = 5,
+  // N: min over rows c of buf[0] (log d_c, C x K) of KL(softmax(z) || d_c),
+  // z the logits; in float64.
+  GAIA_HEAD_KL = 6,
+  // Fitting: buf[0] (D x D, f64) += x^T x in float64; hands back nothing
+  // (an empty tensor).
+  GAIA_HEAD_GRAM = 7,
+};
+
+// The tap index that names the logits (the module's first output), for heads.
+#define GAIA_TAP_LOGITS (-3)
+
+typedef struct gaia_head {
+  int32_t kind;
+  int32_t tap;
+  int32_t buf[4];
+  double arg[4];
+} gaia_head;
+
 // The result of gaia_module_run: n tensors, in order: the module's own
 // outputs (n_outputs, the logits first), the values asked for (n_values),
-// then pass_counts[p] tensors for each of the n_passes passes.
+// then pass_counts[p] tensors for each of the n_passes passes, then one
+// tensor for each of the n_heads heads.
 typedef struct gaia_result {
   int32_t n;
   gaia_tensor* tensors;
@@ -130,6 +179,7 @@ typedef struct gaia_result {
   int32_t n_values;
   int32_t n_passes;
   int32_t* pass_counts;
+  int32_t n_heads;
 } gaia_result;
 
 // One tap, as gaia_module_describe lists it.
@@ -224,8 +274,35 @@ int gaia_module_run(gaia_module* m, const float* input, const int64_t* shape,
                     const int32_t* values, int32_t n_values,
                     const gaia_pass* passes, int32_t n_passes,
                     const int32_t* tap_list, int32_t n_tap_list,
-                    const double* params, int32_t n_params, int32_t flags,
+                    const double* params, int32_t n_params,
+                    const gaia_head* heads, int32_t n_heads, int32_t flags,
                     gaia_result** out, gaia_status* st);
+
+// gaia_module_put copies a host array (dtype GAIA_F32 or GAIA_F64, ndim <=
+// 8 axes) to the module's device and keeps it as buffer *id for heads.
+int gaia_module_put(gaia_module* m, const void* data, int32_t dtype, const int64_t* shape, int32_t ndim,
+                    int32_t* id, gaia_status* st);
+
+// gaia_module_get copies buffer id back to the host (its dtype kept) into a
+// malloc'd tensor the caller frees with gaia_tensor_free.
+int gaia_module_get(gaia_module* m, int32_t id, gaia_tensor** out, gaia_status* st);
+
+// gaia_module_drop frees buffer id (an unknown id is fine).
+void gaia_module_drop(gaia_module* m, int32_t id);
+
+// gaia_tensor_free frees one tensor and its data; NULL is fine.
+void gaia_tensor_free(gaia_tensor* t);
+
+// gaia_module_classifier copies the classifier's weight (K x D: a Linear's,
+// or a 1x1 convolution head's) and bias (K; zeros without one) to the host
+// as float32 tensors the caller frees with gaia_tensor_free. Fails when the
+// module has no classifier gaia recognized.
+int gaia_module_classifier(gaia_module* m, gaia_tensor** weight, gaia_tensor** bias, gaia_status* st);
+
+// gaia_eigh: the eigenvalues (ascending, w: d) and eigenvectors (columns of
+// v: d x d, row-major) of the symmetric d x d float64 matrix a, by
+// LibTorch's LAPACK on the CPU.
+int gaia_eigh(const double* a, int64_t d, double* w, double* v, gaia_status* st);
 
 // gaia_module_tap_shapes runs one forward without gradients on a batch of
 // zeros of the given shape and hands back each tap's value shape, one per tap

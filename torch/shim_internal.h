@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "shim.h"
@@ -51,6 +52,11 @@ struct gaia_module {
   size_t numOutputs = 1;  // of the tapped forward's tuple: 1 + taps + gates
   // upstream[i][j]: tap j is computed before tap i and tap i is computed from it.
   std::vector<gaia::Bits> upstream;
+  // The classifier's weight (K x D) and bias (K), when one was found.
+  at::Tensor clsWeight, clsBias;
+  // Buffers on the device for heads (gaia_module_put), by id.
+  std::unordered_map<int32_t, at::Tensor> buffers;
+  int32_t nextBuffer = 1;
 };
 
 namespace gaia {
@@ -71,15 +77,21 @@ struct RunRequest {
   int32_t nTapList;
   const double* params;
   int32_t nParams;
+  const gaia_head* heads;
+  int32_t nHeads;
   int32_t flags;
 };
 
 struct RunResult {
-  std::vector<at::Tensor> tensors;  // outputs, values, then each pass's
+  std::vector<at::Tensor> tensors;  // outputs, values, each pass's, then each head's
   int32_t nOutputs = 0;
   int32_t nValues = 0;
   std::vector<int32_t> passCounts;
+  int32_t nHeads = 0;
 };
+
+// heads.cpp: one head on its value x (a tap's, detached, or the logits).
+at::Tensor runHead(gaia_module* m, const gaia_head& h, const at::Tensor& x);
 
 RunResult runBatch(gaia_module* m, const RunRequest& req);
 

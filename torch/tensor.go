@@ -1,9 +1,24 @@
 package torch
 
-// Tensor is a float32 tensor in Go memory, row-major.
+// Tensor is a tensor in Go memory, row-major: float32 in Data, or, for
+// the few results LibTorch computes in float64 (fitted statistics, some
+// detector heads), float64 in F64 with Data nil.
 type Tensor struct {
 	Shape []int
 	Data  []float32
+	F64   []float64
+}
+
+// Float64 returns the values as float64 (converting float32 ones).
+func (t *Tensor) Float64() []float64 {
+	if t.F64 != nil {
+		return t.F64
+	}
+	out := make([]float64, len(t.Data))
+	for i, v := range t.Data {
+		out[i] = float64(v)
+	}
+	return out
 }
 
 // Numel is the number of elements.
