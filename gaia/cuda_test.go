@@ -37,7 +37,7 @@ func TestCUDAMatchesCPU(t *testing.T) {
 			for i, dev := range []string{"cpu", "cuda"} {
 				m, err := torch.Load(filepath.Join(dir, ref.Model), dev)
 				require.NoError(t, err)
-				s, err := NewScorer(m, AllDetectors, nil, ref.Std)
+				s, err := NewScorer(m, ScorerConfig{Detectors: AllDetectors, Std: ref.Std})
 				require.NoError(t, err)
 				scores[i], err = s.Score(x)
 				require.NoError(t, err)
@@ -76,7 +76,7 @@ func TestGateMaskMatchesGradientZeros(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, model), device)
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, []string{"gaia-z-fast"}, nil, nil)
+			s, err := NewScorer(m, ScorerConfig{Detectors: []string{"gaia-z-fast"}})
 			require.NoError(t, err)
 			gated := indices(s.Taps("gaia-z-fast"))
 			require.NotEmpty(t, gated)
@@ -109,7 +109,7 @@ func TestGateMaskMatchesGradientZeros(t *testing.T) {
 			for _, tp := range s.Taps("gaia-z-fast") {
 				sel = append(sel, tp.Name)
 			}
-			exact, err := NewScorer(m, []string{"gaia-z", "gaia-z-fast"}, Settings{"taps-z": strings.Join(sel, ",")}, nil)
+			exact, err := NewScorer(m, ScorerConfig{Detectors: []string{"gaia-z", "gaia-z-fast"}, Settings: Settings{"taps-z": strings.Join(sel, ",")}})
 			require.NoError(t, err)
 			bs, err := exact.Score(x)
 			require.NoError(t, err)

@@ -1,6 +1,7 @@
 package gaia
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,7 +15,13 @@ import (
 type Detector struct {
 	Name    string
 	Summary string // what the score is, in one line
-	ByName  bool   // offered by name only, not part of "all"
+	ByName  bool   // offered by name only, not part of any group
+	// Group is the group name that lists it: "" for "all" (GAIA and the
+	// baselines that need nothing more than the model), "features" for the
+	// feature-based detectors. "every" is both.
+	Group string
+	// NeedsFit: it scores with statistics of in-distribution data (gaia fit).
+	NeedsFit bool
 	// Settings are the settings it reads, with their defaults and help;
 	// one that several detectors read is the same *Setting in each.
 	Settings []*Setting
@@ -28,6 +35,34 @@ type ModelInfo struct {
 	Taps          []torch.Tap
 	InputChannels int       // -1 when unknown
 	Std           []float64 // the input normalization's std per channel (1 each when unknown)
+	// Weight (K x D) and Bias (K) are the classifier's; nil when gaia found none.
+	Weight, Bias *torch.Tensor
+	Fit          *Fit // nil without one
+}
+
+// classifier returns the classifier's weight and bias, or an error saying
+// the model has none.
+func (m ModelInfo) classifier() (w, b *torch.Tensor, err error) {
+	if m.Weight == nil {
+		return nil, nil, errors.New("no classifier weight found in the model (a Linear, or a 1x1 convolution on a pooled map)")
+	}
+	return m.Weight, m.Bias, nil
+}
+
+// fit returns the fit, or an error saying the detector needs one.
+func (m ModelInfo) fit() (*Fit, error) {
+	if m.Fit == nil {
+		return nil, errors.New("needs statistics of in-distribution data: make them with gaia fit and give --fit FILE")
+	}
+	return m.Fit, nil
+}
+
+// PlanBuffer is data a plan puts on the model's device once, for its heads:
+// a head's Buf[i] = torch.Buffer(j) names the plan's j-th buffer.
+type PlanBuffer struct {
+	F32   []float32
+	F64   []float64
+	Shape []int
 }
 
 // Plan is one detector's part of a Scorer's batch.
@@ -40,6 +75,12 @@ type Plan struct {
 	// Uses says which taps it reads, for logs and reports ("" when it reads
 	// only the logits).
 	Uses string
+	// Heads are computations after the forward on the device, reading the
+	// plan's Buffers.
+	Heads   []torch.Head
+	Buffers []PlanBuffer
+	// Warnings say what the plan had to leave out (a class without fit samples).
+	Warnings []string
 	// Score fills out (one score per sample, higher = more OOD) from the
 	// batch's outputs.
 	Score func(o *Outputs, out []float64) error
@@ -52,6 +93,7 @@ type Outputs struct {
 	Prob   []float64         // its softmax probability
 	Values []*torch.Tensor   // in Plan.Values order
 	Grads  [][]*torch.Tensor // in Plan.Passes order: Grads[p][i] is pass p at its i-th tap
+	Heads  []*torch.Tensor   // in Plan.Heads order
 }
 
 // detectors is the registry, in the order "all", score files and reports
@@ -63,14 +105,18 @@ var detectors []*Detector
 var AllDetectors []string
 
 func init() {
-	detectors = []*Detector{gaiaA, gaiaZ, msp, maxLogit, energy, odin, gradNorm, gaiaZFast}
+	detectors = []*Detector{gaiaA, gaiaZ, msp, maxLogit, energy, odin, gradNorm,
+		mahalanobis, react, knn, vim, ash, dice, klm, gaiaZFast}
 	AllDetectors = allNames()
 }
 
-func allNames() []string {
+func allNames() []string { return groupNames("") }
+
+// groupNames lists the detectors of a group ("" for all, "features").
+func groupNames(group string) []string {
 	var out []string
 	for _, d := range detectors {
-		if !d.ByName {
+		if !d.ByName && d.Group == group {
 			out = append(out, d.Name)
 		}
 	}
@@ -88,7 +134,7 @@ func Lookup(name string) (*Detector, error) {
 	for _, d := range detectors {
 		names = append(names, d.Name)
 	}
-	return nil, fmt.Errorf("unknown detector %q (known: %s, or all)", name, strings.Join(names, ", "))
+	return nil, fmt.Errorf("unknown detector %q (known: %s; groups all, features, every)", name, strings.Join(names, ", "))
 }
 
 // registeredNames lists every detector's name, in registry order.
@@ -103,25 +149,36 @@ func registeredNames() []string {
 // Registered lists every detector, in registry order.
 func Registered() []*Detector { return append([]*Detector(nil), detectors...) }
 
-// ParseDetectors reads a comma-separated list ("all" for every detector
-// not offered by name only), keeping the order given and dropping repeats.
+// ParseDetectors reads a comma-separated list of detector names and groups
+// ("all": GAIA and the baselines that need only the model; "features": the
+// feature-based detectors; "every": both), keeping the order given and
+// dropping repeats.
 func ParseDetectors(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "all" {
-		return append([]string(nil), AllDetectors...), nil
-	}
 	var out []string
 	seen := map[string]bool{}
 	for _, d := range strings.Split(s, ",") {
 		d = strings.ToLower(strings.TrimSpace(d))
-		if d == "" {
+		var names []string
+		switch d {
+		case "":
 			continue
+		case "all":
+			names = AllDetectors
+		case "features":
+			names = groupNames("features")
+		case "every":
+			names = append(append([]string(nil), AllDetectors...), groupNames("features")...)
+		default:
+			if _, err := Lookup(d); err != nil {
+				return nil, err
+			}
+			names = []string{d}
 		}
-		if _, err := Lookup(d); err != nil {
-			return nil, err
-		}
-		if !seen[d] {
-			out = append(out, d)
-			seen[d] = true
+		for _, n := range names {
+			if !seen[n] {
+				out = append(out, n)
+				seen[n] = true
+			}
 		}
 	}
 	if len(out) == 0 {
@@ -183,8 +240,11 @@ func DetectorHelp() string {
 	var b strings.Builder
 	for _, d := range detectors {
 		note := ""
-		if d.ByName {
-			note = " (by name only, not in all)"
+		switch {
+		case d.ByName:
+			note = " (by name only)"
+		case d.NeedsFit:
+			note = " (needs --fit)"
 		}
 		fmt.Fprintf(&b, "  %-12s %s%s\n", d.Name, d.Summary, note)
 	}

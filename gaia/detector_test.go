@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"math/rand"
+	"sort"
 	"strings"
 	"testing"
 
@@ -29,8 +31,10 @@ func TestParseDetectors(t *testing.T) {
 		{in: "msp,,energy,", want: []string{"msp", "energy"}},
 		{in: "", err: "no detector named"},
 		{in: " , ", err: "no detector named"},
-		{in: "msp,mahalanobis", err: `unknown detector "mahalanobis"`},
-		{in: "all,msp", err: `unknown detector "all"`},
+		{in: "msp,mahalanobi", err: `unknown detector "mahalanobi"`},
+		{in: "all,msp", want: []string{"gaia-a", "gaia-z", "msp", "maxlogit", "energy", "odin", "gradnorm"}},
+		{in: "features", want: []string{"mahalanobis", "react", "knn", "vim", "ash", "dice", "klm"}},
+		{in: "knn,every", want: []string{"knn", "gaia-a", "gaia-z", "msp", "maxlogit", "energy", "odin", "gradnorm", "mahalanobis", "react", "vim", "ash", "dice", "klm"}},
 	}
 	for _, c := range cases {
 		got, err := ParseDetectors(c.in)
@@ -53,7 +57,7 @@ func ExampleParseDetectors() {
 	// Output:
 	// gaia-a,gaia-z,msp,maxlogit,energy,odin,gradnorm
 	// [odin gaia-z-fast]
-	// unknown detector "gaia-q" (known: gaia-a, gaia-z, msp, maxlogit, energy, odin, gradnorm, gaia-z-fast, or all)
+	// unknown detector "gaia-q" (known: gaia-a, gaia-z, msp, maxlogit, energy, odin, gradnorm, mahalanobis, react, knn, vim, ash, dice, klm, gaia-z-fast; groups all, features, every)
 }
 
 // TestRegistry: names and settings are unique, every setting's default is
@@ -88,12 +92,165 @@ func TestRegistry(t *testing.T) {
 		}
 		assert.NotEmpty(t, readersOf(s), s.Name)
 	}
-	info := ModelInfo{Taps: syntheticTaps(), InputChannels: 3, Std: []float64{0.25, 0.5, 1}}
+	info := syntheticInfo(t)
 	for _, d := range Registered() {
 		p, err := d.Plan(info, Settings{})
 		require.NoError(t, err, d.Name)
 		require.NotNil(t, p.Score, d.Name)
+		for _, h := range p.Heads {
+			for _, b := range h.Buf {
+				assert.True(t, b == torch.NoBuffer || int(b) < len(p.Buffers), "%s: a head reads buffer %d of %d", d.Name, b, len(p.Buffers))
+			}
+		}
+		assert.Equal(t, d.NeedsFit, func() bool { _, err := d.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, InputChannels: 3}, Settings{}); return err != nil }(),
+			"%s: refuses to plan without a fit exactly when it needs one", d.Name)
 	}
+}
+
+// syntheticInfo is syntheticTaps with a 10-class classifier on the 64
+// features and a fit of 200 labelled random feature vectors.
+func syntheticInfo(t testing.TB) ModelInfo {
+	rng := rand.New(rand.NewSource(5))
+	const k, d, n = 10, 64, 200
+	w := &torch.Tensor{Shape: []int{k, d}, Data: make([]float32, k*d)}
+	for i := range w.Data {
+		w.Data[i] = float32(rng.NormFloat64() / 8)
+	}
+	b := &torch.Tensor{Shape: []int{k}, Data: make([]float32, k)}
+	f := &Fit{K: k, D: d, Sum: make([]float64, d), Gram: make([]float64, d*d), ClassCount: make([]float64, k),
+		ClassSum: make([]float64, k*d), PredCount: make([]float64, k), PredSoftmax: make([]float64, k*k)}
+	for s := 0; s < n; s++ {
+		c := s % k
+		h := make([]float32, d)
+		for j := range h {
+			h[j] = float32(math.Max(0, rng.NormFloat64()+float64(c%3)*0.2*float64(j%5)))
+		}
+		f.ClassCount[c]++
+		for i, v := range h {
+			f.Sum[i] += float64(v)
+			f.ClassSum[c*d+i] += float64(v)
+			for j, u := range h {
+				f.Gram[i*d+j] += float64(v) * float64(u)
+			}
+		}
+		f.PredCount[c]++
+		for j := 0; j < k; j++ {
+			f.PredSoftmax[c*k+j] += 1.0 / k
+		}
+		f.SampleH = append(f.SampleH, h...)
+		f.SampleMaxLogit = append(f.SampleMaxLogit, 1+rng.Float64())
+		f.M++
+		f.N++
+	}
+	f.Meta = FitMeta{Labelled: true, ClassifierInput: "linear:input"}
+	return ModelInfo{Taps: syntheticTaps(), InputChannels: 3, Std: []float64{0.25, 0.5, 1}, Weight: w, Bias: b, Fit: f}
+}
+
+// TestFeaturePlans: what the fitted detectors derive, against the
+// definitions computed directly.
+func TestFeaturePlans(t *testing.T) {
+	info := syntheticInfo(t)
+	f := info.Fit
+	plan := func(name string, s Settings) *Plan {
+		d, err := Lookup(name)
+		require.NoError(t, err)
+		p, err := d.Plan(info, s)
+		require.NoError(t, err, name)
+		return p
+	}
+	// Mahalanobis: P S = identity (S is full rank here), means per class.
+	p := plan("mahalanobis", nil)
+	assert.Equal(t, []int{10, 64}, p.Buffers[0].Shape)
+	mu0 := p.Buffers[0].F64[:64]
+	for j := range mu0 {
+		assert.InDelta(t, f.ClassSum[j]/f.ClassCount[0], mu0[j], 1e-12)
+	}
+	d := 64
+	cov := make([]float64, d*d)
+	for s := 0; s < f.N; s++ {
+		c := s % 10
+		for i := 0; i < d; i++ {
+			for j := 0; j < d; j++ {
+				cov[i*d+j] += (float64(f.SampleH[s*d+i]) - p.Buffers[0].F64[c*d+i]) * (float64(f.SampleH[s*d+j]) - p.Buffers[0].F64[c*d+j]) / float64(f.N)
+			}
+		}
+	}
+	prec := p.Buffers[1].F64
+	for i := 0; i < d; i += 13 {
+		for j := 0; j < d; j += 11 {
+			var v float64
+			for q := 0; q < d; q++ {
+				v += prec[i*d+q] * cov[q*d+j]
+			}
+			want := 0.0
+			if i == j {
+				want = 1
+			}
+			assert.InDelta(t, want, v, 1e-8, "P S at %d %d", i, j)
+		}
+	}
+	// ReAct: the threshold is numpy's linear percentile of every entry.
+	p = plan("react", Settings{"react-percentile": 90.0})
+	all := float64s(f.SampleH)
+	sort.Float64s(all)
+	pos := 0.9 * float64(len(all)-1)
+	lo := int(pos)
+	assert.InDelta(t, all[lo]+(pos-float64(lo))*(all[lo+1]-all[lo]), p.Heads[0].Arg[1], 1e-12)
+	assert.Equal(t, 1.0, p.Heads[0].Arg[0])
+	// DICE keeps the top 10% of the weights by contribution.
+	p = plan("dice", nil)
+	kept := 0
+	for _, v := range p.Buffers[0].F32 {
+		if v != 0 {
+			kept++
+		}
+	}
+	assert.InDelta(t, 64, kept, 1, "10% of 640 weights")
+	// KNN: a bank of unit rows; too large a k is refused.
+	p = plan("knn", Settings{"knn-k": 7})
+	var ss float64
+	for _, v := range p.Buffers[0].F32[:64] {
+		ss += float64(v) * float64(v)
+	}
+	assert.InDelta(t, 1, ss, 1e-6)
+	assert.Equal(t, 7.0, p.Heads[0].Arg[0])
+	_, err := knn.Plan(info, Settings{"knn-k": 201})
+	assert.ErrorContains(t, err, "kept 200 feature vectors, fewer than k = 201")
+	// ViM: an orthonormal residual basis of 32 vectors, orthogonal to the top 32.
+	p = plan("vim", nil)
+	assert.Equal(t, []int{64, 32}, p.Buffers[1].Shape)
+	ns := p.Buffers[1].F64
+	for a := 0; a < 32; a += 5 {
+		var dot float64
+		for i := 0; i < 64; i++ {
+			dot += ns[i*32+a] * ns[i*32+a]
+		}
+		assert.InDelta(t, 1, dot, 1e-9)
+	}
+	_, err = vim.Plan(info, Settings{"vim-dim": 64})
+	assert.ErrorContains(t, err, "must leave a residual")
+	// Without labels, Mahalanobis refuses; a class without samples is named.
+	unl := *f
+	unl.Meta.Labelled = false
+	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: &unl}, nil)
+	assert.ErrorContains(t, err, "needs the fit set's labels")
+	gap := *f
+	gap.memo = nil
+	gap.ClassCount = append([]float64(nil), f.ClassCount...)
+	gap.ClassCount[3] = 0
+	gap.ClassSum = append([]float64(nil), f.ClassSum...)
+	for j := 0; j < 64; j++ {
+		gap.ClassSum[3*64+j] = 0
+	}
+	p, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: &gap}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []int{9, 64}, p.Buffers[0].Shape)
+	require.Len(t, p.Warnings, 1)
+	assert.Contains(t, p.Warnings[0], "1 of 10 classes have no fit sample (such as class 3)")
+	tiny := *f
+	tiny.memo, tiny.N = nil, 10
+	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: &tiny}, nil)
+	assert.ErrorContains(t, err, "no degrees of freedom")
 }
 
 // TestPlans: what each detector asks of the shared forward, on synthetic

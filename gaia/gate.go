@@ -27,11 +27,13 @@ type ScoreMeta struct {
 	// Settings are what the detectors read, defaults filled in.
 	Settings Settings `json:"settings"`
 	// Taps are, per detector with a tap selection, the taps it chose.
-	Taps     map[string][]string `json:"taps,omitempty"`
-	Device   string              `json:"device"`
-	LibTorch string              `json:"libtorch"`
-	Rows     int                 `json:"rows"`
-	Created  string              `json:"created"`
+	Taps map[string][]string `json:"taps,omitempty"`
+	// Fit is the fit file the feature-based detectors scored with.
+	Fit      *FitRef `json:"fit,omitempty"`
+	Device   string  `json:"device"`
+	LibTorch string  `json:"libtorch"`
+	Rows     int     `json:"rows"`
+	Created  string  `json:"created"`
 }
 
 // UnmarshalJSON reads provenance, also in its earlier form (settings and
@@ -50,6 +52,12 @@ func (m *ScoreMeta) UnmarshalJSON(b []byte) error {
 		m.Taps = map[string][]string{}
 	}
 	return readLegacy(b, registeredNames(), m.Settings, m.Taps)
+}
+
+// FitRef names a fit file and its SHA-256.
+type FitRef struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
 }
 
 // ScoreMetaPath is where a score file's provenance lives.
@@ -78,6 +86,8 @@ type Gate struct {
 	// pinned to the taps it chose (Taps).
 	Settings Settings `json:"settings,omitempty"`
 	Taps     []string `json:"taps,omitempty"`
+	// Fit is the fit file the detector was calibrated with, if it needs one.
+	Fit *FitRef `json:"fit,omitempty"`
 	// Transform is the calibration data's preprocessing (data spec options
 	// such as "resize=32x32"): gaia serve applies it to the images it gets.
 	Transform   string `json:"transform,omitempty"`
@@ -162,6 +172,12 @@ func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gat
 		}
 	}
 	g.pinTaps()
+	if d.NeedsFit {
+		if meta.Fit == nil {
+			return nil, fmt.Errorf("%s needs a fit, and the provenance of %s names none", detector, sf.Path)
+		}
+		g.Fit = meta.Fit
+	}
 	if meta.Data != "" {
 		if g.Transform, err = data.TransformOptions(meta.Data); err != nil {
 			return nil, fmt.Errorf("score provenance of %s: %w", sf.Path, err)

@@ -23,6 +23,8 @@ type ModelConfig struct {
 	Settings  Settings
 	// Input ("3x32x32"), Mean and Std ("0.5,0.5,0.5") override MODEL.json.
 	Input, Mean, Std string
+	// Fit is a fit file (gaia fit) for the detectors that need one.
+	Fit string
 }
 
 // Model is an opened model: its metadata (MODEL.json, with the overrides
@@ -34,6 +36,8 @@ type Model struct {
 	SHA256   string
 	Replicas []*torch.Module
 	Scorers  []*Scorer // one per replica, when Config.Detectors names any
+	Fit      *Fit      // Config.Fit's, when given
+	FitSHA   string
 }
 
 // OpenModel reads the model's metadata, hashes it, and loads one replica
@@ -77,6 +81,14 @@ func ReadModel(cfg ModelConfig) (*Model, error) {
 	m := &Model{Config: cfg, Meta: meta}
 	if m.SHA256, err = FileSHA256(cfg.Path); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	if cfg.Fit != "" {
+		if m.Fit, err = ReadFit(cfg.Fit); err != nil {
+			return nil, err
+		}
+		if m.FitSHA, err = FileSHA256(cfg.Fit); err != nil {
+			return nil, fmt.Errorf("fit: %w", err)
+		}
 	}
 	return m, nil
 }
@@ -182,13 +194,19 @@ func (m *Model) Load() error {
 			return err
 		}
 		m.Replicas = append(m.Replicas, r)
+		if m.Fit != nil {
+			if err := m.Fit.CheckFor(m.SHA256, r.Taps()); err != nil {
+				m.Close()
+				return err
+			}
+		}
 		if cpus > 1 && d == "cpu" {
 			r.SetThreads(max(1, torch.NumThreads()/cpus))
 		}
 		if len(m.Config.Detectors) == 0 {
 			continue
 		}
-		s, err := NewScorer(r, m.Config.Detectors, m.Config.Settings, m.Meta.Std)
+		s, err := NewScorer(r, ScorerConfig{Detectors: m.Config.Detectors, Settings: m.Config.Settings, Std: m.Meta.Std, Fit: m.Fit})
 		if err != nil {
 			m.Close()
 			return err
@@ -200,6 +218,9 @@ func (m *Model) Load() error {
 
 // Close frees every replica.
 func (m *Model) Close() error {
+	for _, s := range m.Scorers {
+		s.Close()
+	}
 	for _, r := range m.Replicas {
 		r.Close()
 	}
@@ -261,7 +282,7 @@ func (m *Model) Dataset(spec string) (*Dataset, error) {
 // job must agree on it.
 func (m *Model) ScoreConfig() string {
 	c := m.Config
-	return fmt.Sprintf("%s input=%q mean=%q std=%q", c.Settings.For(c.Detectors).Canonical(), c.Input, c.Mean, c.Std)
+	return fmt.Sprintf("%s input=%q mean=%q std=%q fit=%q", c.Settings.For(c.Detectors).Canonical(), c.Input, c.Mean, c.Std, m.FitSHA)
 }
 
 // Provenance is what a score file's FILE.json (or a shard's manifest) says
@@ -271,6 +292,9 @@ func (m *Model) Provenance(spec string, rows int) *ScoreMeta {
 	meta := &ScoreMeta{Model: m.Config.Path, ModelSHA256: m.SHA256, Data: spec, Detectors: m.Config.Detectors,
 		Settings: m.Config.Settings.For(m.Config.Detectors), Taps: map[string][]string{},
 		Device: m.Devices(), LibTorch: torch.Version(), Rows: rows, Created: time.Now().UTC().Format(time.RFC3339)}
+	if m.Fit != nil {
+		meta.Fit = &FitRef{Path: m.Config.Fit, SHA256: m.FitSHA}
+	}
 	if s := m.Scorer(); s != nil {
 		for _, d := range s.Detectors() {
 			if names := s.TapNames(d); len(names) > 0 {

@@ -20,27 +20,42 @@ type Scorer struct {
 	passAt   []int   // detector d's passes are passes[passAt[d]:passAt[d]+len(plans[d].Passes)]
 	values   []int   // tap values asked for, once each
 	valueAt  [][]int // detector d's Plan.Values as positions in values
+	heads    []torch.Head
+	headAt   []int // detector d's heads are heads[headAt[d]:...]
+	buffers  []torch.Buffer
+}
+
+// ScorerConfig says what a Scorer scores with.
+type ScorerConfig struct {
+	Detectors []string
+	Settings  Settings
+	Std       []float64 // the input normalization's std per channel (nil: 1)
+	Fit       *Fit      // for the detectors that need one
 }
 
 // NewScorer checks the detectors against the model's taps and plans their
-// shared batch. std is the input normalization's std per channel (nil: 1).
-func NewScorer(m *torch.Module, detectors []string, s Settings, std []float64) (*Scorer, error) {
-	if len(detectors) == 0 {
+// shared batch; buffers the plans need go to the model's device now.
+func NewScorer(m *torch.Module, cfg ScorerConfig) (*Scorer, error) {
+	if len(cfg.Detectors) == 0 {
 		return nil, fmt.Errorf("scorer: no detectors")
 	}
+	s := cfg.Settings
 	if s == nil {
 		s = Settings{}
 	}
-	info := ModelInfo{Taps: m.Taps(), InputChannels: m.InputChannels(), Std: std}
-	sc := &Scorer{m: m, settings: s.For(detectors)}
+	w, b, _ := m.Classifier()
+	info := ModelInfo{Taps: m.Taps(), InputChannels: m.InputChannels(), Std: cfg.Std, Weight: w, Bias: b, Fit: cfg.Fit}
+	sc := &Scorer{m: m, settings: s.For(cfg.Detectors)}
 	valuePos := map[int]int{}
-	for _, name := range detectors {
+	for _, name := range cfg.Detectors {
 		d, err := Lookup(name)
 		if err != nil {
+			sc.Close()
 			return nil, err
 		}
 		p, err := d.Plan(info, s)
 		if err != nil {
+			sc.Close()
 			return nil, fmt.Errorf("%s: %w", d.Name, err)
 		}
 		sc.dets = append(sc.dets, d)
@@ -58,8 +73,63 @@ func NewScorer(m *torch.Module, detectors []string, s Settings, std []float64) (
 			at = append(at, pos)
 		}
 		sc.valueAt = append(sc.valueAt, at)
+		if err := sc.addHeads(d, p); err != nil {
+			sc.Close()
+			return nil, fmt.Errorf("%s: %w", d.Name, err)
+		}
 	}
 	return sc, nil
+}
+
+// addHeads puts a plan's buffers on the device and adds its heads, their
+// buffer slots turned from plan indices into the device's buffers.
+func (s *Scorer) addHeads(d *Detector, p *Plan) error {
+	ids := make([]torch.Buffer, len(p.Buffers))
+	for i, b := range p.Buffers {
+		var err error
+		if b.F64 != nil {
+			ids[i], err = s.m.PutF64(b.F64, b.Shape...)
+		} else {
+			ids[i], err = s.m.PutF32(b.F32, b.Shape...)
+		}
+		if err != nil {
+			return fmt.Errorf("buffer %v on %s: %w", b.Shape, s.m.Device(), err)
+		}
+		s.buffers = append(s.buffers, ids[i])
+	}
+	s.headAt = append(s.headAt, len(s.heads))
+	for _, h := range p.Heads {
+		for j, b := range h.Buf {
+			if b == torch.NoBuffer {
+				continue
+			}
+			if int(b) < 0 || int(b) >= len(ids) {
+				return fmt.Errorf("head %d reads buffer %d of %d", h.Kind, b, len(ids))
+			}
+			h.Buf[j] = ids[b]
+		}
+		s.heads = append(s.heads, h)
+	}
+	return nil
+}
+
+// Close frees the buffers the scorer put on the device (its module stays).
+func (s *Scorer) Close() {
+	for _, b := range s.buffers {
+		s.m.Drop(b)
+	}
+	s.buffers = nil
+}
+
+// Warnings are what the plans had to leave out, for logs and reports.
+func (s *Scorer) Warnings() []string {
+	var out []string
+	for i, p := range s.plans {
+		for _, w := range p.Warnings {
+			out = append(out, s.dets[i].Name+": "+w)
+		}
+	}
+	return out
 }
 
 // Detectors lists the detectors, in the order of BatchScores.Scores.
@@ -123,7 +193,7 @@ func (b *BatchScores) Sample(i int) []float64 {
 
 // Score scores a batch x (N x C x H x W, normalized as the model expects).
 func (s *Scorer) Score(x *torch.Tensor) (*BatchScores, error) {
-	r, err := s.m.Run(x, s.values, s.passes)
+	r, err := s.m.Run(x, s.values, s.passes, s.heads...)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +208,8 @@ func (s *Scorer) Score(x *torch.Tensor) (*BatchScores, error) {
 	}
 	for d, p := range s.plans {
 		o := &Outputs{Logits: z, Pred: out.Pred, Prob: out.Prob,
-			Grads: r.Grads[s.passAt[d] : s.passAt[d]+len(p.Passes)]}
+			Grads: r.Grads[s.passAt[d] : s.passAt[d]+len(p.Passes)],
+			Heads: r.Heads[s.headAt[d] : s.headAt[d]+len(p.Heads)]}
 		for _, pos := range s.valueAt[d] {
 			o.Values = append(o.Values, r.Values[pos])
 		}

@@ -61,7 +61,7 @@ func TestDetectorsMatchReference(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, ref.Model), device)
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, AllDetectors, nil, ref.Std)
+			s, err := NewScorer(m, ScorerConfig{Detectors: AllDetectors, Std: ref.Std})
 			require.NoError(t, err)
 			t.Log(s.Describe())
 			x := ref.arr["x"]
@@ -91,7 +91,7 @@ func TestScoresDoNotDependOnBatch(t *testing.T) {
 	if testenv.OnCUDA() {
 		tol = 1e-4 // cuDNN may pick other algorithms for other batch sizes
 	}
-	s, err := NewScorer(m, AllDetectors, nil, nil)
+	s, err := NewScorer(m, ScorerConfig{Detectors: AllDetectors})
 	require.NoError(t, err)
 	const n = 128
 	x := &torch.Tensor{Shape: []int{n, 3, 32, 32}, Data: make([]float32, n*3*32*32)}
@@ -132,7 +132,7 @@ func TestDefaultTaps(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, c.model), "cpu")
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, []string{"gaia-z", "gaia-a"}, nil, nil)
+			s, err := NewScorer(m, ScorerConfig{Detectors: []string{"gaia-z", "gaia-a"}})
 			require.NoError(t, err)
 			assert.Len(t, s.Taps("gaia-z"), c.nZ)
 			tapsA := s.Taps("gaia-a")
@@ -145,7 +145,7 @@ func TestDefaultTaps(t *testing.T) {
 			assert.Len(t, sel, c.nZ)
 			_, err = SelectTaps(m.Taps(), "nosuchlayer")
 			assert.ErrorContains(t, err, `"nosuchlayer" matches no normalization tap`)
-			_, err = NewScorer(m, []string{"gaia-z"}, Settings{"taps-z": "last:x"}, nil)
+			_, err = NewScorer(m, ScorerConfig{Detectors: []string{"gaia-z"}, Settings: Settings{"taps-z": "last:x"}})
 			assert.ErrorContains(t, err, "last:N")
 		})
 	}

@@ -29,38 +29,45 @@ type Speed struct {
 	PeakBytes    int64   `json:"peak_bytes"` // CUDA: the caching allocator's peak; CPU: peak resident set growth (approximate)
 }
 
-// workload returns a function that runs one batch of the named workload.
-func workload(m *torch.Module, name string, x *torch.Tensor, s Settings, std []float64) (func() error, error) {
+// workload returns a function that runs one batch of the named workload,
+// and one that frees what it holds.
+func workload(m *torch.Module, name string, x *torch.Tensor, cfg ScorerConfig) (func() error, func(), error) {
+	none := func() {}
 	switch name {
 	case RefForward:
-		return func() error { _, err := m.Forward(x); return err }, nil
+		return func() error { _, err := m.Forward(x); return err }, none, nil
 	case RefBackwardInput:
 		p := []torch.Pass{{Loss: torch.LossMaxLogit, Taps: []int{torch.InputTap}, Reduce: torch.ReduceL1}}
-		return func() error { _, err := m.Run(x, nil, p); return err }, nil
+		return func() error { _, err := m.Run(x, nil, p); return err }, none, nil
 	case RefBackwardParams:
 		p := []torch.Pass{{Loss: torch.LossMaxLogit, Taps: []int{torch.ParamsTap}}}
-		return func() error { _, err := m.Run(x, nil, p); return err }, nil
+		return func() error { _, err := m.Run(x, nil, p); return err }, none, nil
 	}
-	dets := []string{name}
+	cfg.Detectors = []string{name}
 	if name == AllDetectorsTogether {
-		dets = AllDetectors
+		cfg.Detectors = AllDetectors
+		if cfg.Fit != nil {
+			cfg.Detectors, _ = ParseDetectors("every")
+		}
 	}
-	sc, err := NewScorer(m, dets, s, std)
+	sc, err := NewScorer(m, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func() error { _, err := sc.Score(x); return err }, nil
+	return func() error { _, err := sc.Score(x); return err }, sc.Close, nil
 }
 
 // MeasureSpeed runs a workload (a detector name, AllDetectorsTogether or a
 // Ref* name) on batch x, once to warm up, then for at least minTime, and
-// reports images per second and peak memory. s and std are the detectors'
-// settings and the input normalization's std.
-func MeasureSpeed(m *torch.Module, name string, x *torch.Tensor, s Settings, std []float64, minTime time.Duration) (Speed, error) {
-	run, err := workload(m, name, x, s, std)
+// reports images per second and peak memory. cfg gives the detectors'
+// settings, the input normalization's std and a fit (its Detectors are the
+// workload's).
+func MeasureSpeed(m *torch.Module, name string, x *torch.Tensor, cfg ScorerConfig, minTime time.Duration) (Speed, error) {
+	run, done, err := workload(m, name, x, cfg)
 	if err != nil {
 		return Speed{}, err
 	}
+	defer done()
 	cuda := strings.HasPrefix(m.Device(), "cuda")
 	dev := 0
 	if cuda {

@@ -64,10 +64,11 @@ func BenchmarkDetectors(b *testing.B) {
 			}
 			for _, wl := range benchWorkloads {
 				b.Run(fmt.Sprintf("%s/b%d/%s", mdl[0], batch, wl), func(b *testing.B) {
-					run, err := workload(m, wl, x, nil, nil)
+					run, done, err := workload(m, wl, x, ScorerConfig{})
 					if err != nil {
 						b.Fatal(err)
 					}
+					defer done()
 					if err := run(); err != nil { // warm-up
 						b.Fatal(err)
 					}

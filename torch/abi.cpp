@@ -404,6 +404,16 @@ int gaia_eigh(const double* a, int64_t d, double* w, double* v, gaia_status* st)
   });
 }
 
+int gaia_matmul_f64(const double* a, const double* b, int64_t m, int64_t k, int64_t n, double* out, gaia_status* st) {
+  return guarded(st, [&] {
+    auto opts = torch::TensorOptions().dtype(at::kDouble);
+    at::Tensor r = at::mm(torch::from_blob(const_cast<double*>(a), {m, k}, opts),
+                          torch::from_blob(const_cast<double*>(b), {k, n}, opts))
+                       .contiguous();
+    std::memcpy(out, r.data_ptr<double>(), static_cast<size_t>(m * n) * sizeof(double));
+  });
+}
+
 int gaia_module_tap_shapes(gaia_module* m, const int64_t* shape, gaia_shape** out, int32_t* n, gaia_status* st) {
   *out = nullptr;
   *n = 0;

@@ -281,6 +281,21 @@ func copyTensor(ct *C.gaia_tensor) *Tensor {
 	return &Tensor{Shape: shape, Data: data}
 }
 
+// MatMulF64 is a (m x k) times b (k x n), float64, row-major, by
+// LibTorch's BLAS on the CPU.
+func MatMulF64(a []float64, m, k int, b []float64, n int) ([]float64, error) {
+	if m <= 0 || k <= 0 || n <= 0 || len(a) != m*k || len(b) != k*n {
+		return nil, &Error{Op: "matmul", Code: CodeInvalid, Msg: fmt.Sprintf("%d x %d times %d x %d with %d and %d values", m, k, k, n, len(a), len(b))}
+	}
+	out := make([]float64, m*n)
+	var st C.gaia_status
+	if C.gaia_matmul_f64((*C.double)(unsafe.Pointer(&a[0])), (*C.double)(unsafe.Pointer(&b[0])), C.int64_t(m), C.int64_t(k),
+		C.int64_t(n), (*C.double)(unsafe.Pointer(&out[0])), &st) != 0 {
+		return nil, statusError("matmul", &st)
+	}
+	return out, nil
+}
+
 // put is gaia_module_put on the worker.
 func (h *handle) put(f32 []float32, f64 []float64, shape []int) (Buffer, error) {
 	cs := make([]C.int64_t, len(shape))

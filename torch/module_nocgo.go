@@ -69,3 +69,14 @@ func EighF64(a []float64, d int) (w, v []float64, err error) {
 	e.VectorsTo(&vecs)
 	return e.Values(nil), vecs.RawMatrix().Data, nil
 }
+
+// MatMulF64 is a (m x k) times b (k x n), float64, row-major (gonum's,
+// without LibTorch).
+func MatMulF64(a []float64, m, k int, b []float64, n int) ([]float64, error) {
+	if m <= 0 || k <= 0 || n <= 0 || len(a) != m*k || len(b) != k*n {
+		return nil, &Error{Op: "matmul", Code: CodeInvalid, Msg: fmt.Sprintf("%d x %d times %d x %d with %d and %d values", m, k, k, n, len(a), len(b))}
+	}
+	var out mat.Dense
+	out.Mul(mat.NewDense(m, k, a), mat.NewDense(k, n, b))
+	return out.RawMatrix().Data, nil
+}

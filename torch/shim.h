@@ -304,6 +304,10 @@ int gaia_module_classifier(gaia_module* m, gaia_tensor** weight, gaia_tensor** b
 // LibTorch's LAPACK on the CPU.
 int gaia_eigh(const double* a, int64_t d, double* w, double* v, gaia_status* st);
 
+// gaia_matmul_f64: out (m x n) = a (m x k) b (k x n), float64, row-major,
+// by LibTorch's BLAS on the CPU.
+int gaia_matmul_f64(const double* a, const double* b, int64_t m, int64_t k, int64_t n, double* out, gaia_status* st);
+
 // gaia_module_tap_shapes runs one forward without gradients on a batch of
 // zeros of the given shape and hands back each tap's value shape, one per tap
 // in tap order (*n of them, malloc'd; free with gaia_free). It is how a

@@ -1,0 +1,65 @@
+package gaia
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gaia-ood/gaia/torch"
+)
+
+var knnK = &Setting{Name: "knn-k", Default: 50, Check: positiveInt,
+	Help: "KNN's `k`: the rank of the neighbour whose distance is the score"}
+
+// knn is Sun et al.'s (2022) deep nearest neighbours: the distance of the
+// normalized feature to its k-th nearest normalized fit feature, found
+// exactly by matrix products on the device.
+var knn = &Detector{
+	Name:     "knn",
+	Summary:  "KNN: ||u - b_(k)||, u = h / ||h||, b_(k) its k-th nearest normalized fit feature (exact search)",
+	Group:    "features",
+	NeedsFit: true,
+	Settings: []*Setting{knnK},
+	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+		h, err := classifierInput(m)
+		if err != nil {
+			return nil, err
+		}
+		f, err := featuresFit(m, h)
+		if err != nil {
+			return nil, err
+		}
+		k := s.Int(knnK.Name)
+		if f.M < k {
+			return nil, fmt.Errorf("the fit kept %d feature vectors, fewer than k = %d (fit on more data, or a larger --knn-sample)", f.M, k)
+		}
+		v, err := f.cached("knn bank", func() (any, error) {
+			bank := make([]float32, len(f.SampleH))
+			for r := 0; r < f.M; r++ {
+				row := f.SampleH[r*f.D : (r+1)*f.D]
+				var ss float64
+				for _, x := range row {
+					ss += float64(x) * float64(x)
+				}
+				norm := math.Max(math.Sqrt(ss), 1e-12)
+				for j, x := range row {
+					bank[r*f.D+j] = float32(float64(x) / norm)
+				}
+			}
+			return bank, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &Plan{
+			Heads:   []torch.Head{{Kind: torch.HeadKNN, Tap: h.Index, Buf: bufs(0), Arg: [4]float64{float64(k)}}},
+			Buffers: []PlanBuffer{{F32: v.([]float32), Shape: []int{f.M, f.D}}},
+			Uses:    fmt.Sprintf("%s; a bank of %d fit features, k = %d", h.Name, f.M, k),
+			Score: func(o *Outputs, out []float64) error {
+				for i, d := range o.Heads[0].Data {
+					out[i] = float64(d)
+				}
+				return nil
+			},
+		}, nil
+	},
+}
