@@ -55,9 +55,7 @@ var knn = &Detector{
 			Buffers: []PlanBuffer{{F32: v.([]float32), Shape: []int{f.M, f.D}}},
 			Uses:    fmt.Sprintf("%s; a bank of %d fit features, k = %d", h.Name, f.M, k),
 			Score: func(o *Outputs, out []float64) error {
-				for i, d := range o.Heads[0].Data {
-					out[i] = float64(d)
-				}
+				copy(out, o.Heads[0].F64)
 				return nil
 			},
 		}, nil

@@ -102,7 +102,10 @@ func TestRegistry(t *testing.T) {
 				assert.True(t, b == torch.NoBuffer || int(b) < len(p.Buffers), "%s: a head reads buffer %d of %d", d.Name, b, len(p.Buffers))
 			}
 		}
-		assert.Equal(t, d.NeedsFit, func() bool { _, err := d.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, InputChannels: 3}, Settings{}); return err != nil }(),
+		assert.Equal(t, d.NeedsFit, func() bool {
+			_, err := d.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, InputChannels: 3}, Settings{})
+			return err != nil
+		}(),
 			"%s: refuses to plan without a fit exactly when it needs one", d.Name)
 	}
 }
@@ -230,26 +233,29 @@ func TestFeaturePlans(t *testing.T) {
 	_, err = vim.Plan(info, Settings{"vim-dim": 64})
 	assert.ErrorContains(t, err, "must leave a residual")
 	// Without labels, Mahalanobis refuses; a class without samples is named.
-	unl := *f
+	copyFit := func(f *Fit) *Fit {
+		return &Fit{Meta: f.Meta, K: f.K, D: f.D, N: f.N, ClassCount: f.ClassCount, ClassSum: f.ClassSum, Sum: f.Sum,
+			Gram: f.Gram, PredCount: f.PredCount, PredSoftmax: f.PredSoftmax, SampleH: f.SampleH, SampleMaxLogit: f.SampleMaxLogit, M: f.M}
+	}
+	unl := copyFit(f)
 	unl.Meta.Labelled = false
-	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: &unl}, nil)
+	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: unl}, nil)
 	assert.ErrorContains(t, err, "needs the fit set's labels")
-	gap := *f
-	gap.memo = nil
+	gap := copyFit(f)
 	gap.ClassCount = append([]float64(nil), f.ClassCount...)
 	gap.ClassCount[3] = 0
 	gap.ClassSum = append([]float64(nil), f.ClassSum...)
 	for j := 0; j < 64; j++ {
 		gap.ClassSum[3*64+j] = 0
 	}
-	p, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: &gap}, nil)
+	p, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: gap}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []int{9, 64}, p.Buffers[0].Shape)
 	require.Len(t, p.Warnings, 1)
 	assert.Contains(t, p.Warnings[0], "1 of 10 classes have no fit sample (such as class 3)")
-	tiny := *f
-	tiny.memo, tiny.N = nil, 10
-	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: &tiny}, nil)
+	tiny := copyFit(f)
+	tiny.N = 10
+	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: tiny}, nil)
 	assert.ErrorContains(t, err, "no degrees of freedom")
 }
 

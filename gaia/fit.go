@@ -113,8 +113,8 @@ func WriteFit(path string, f *Fit) error {
 		"pred_softmax":     f64(f.PredSoftmax, f.K, f.K),
 		"sample_h":         {DType: "F32", Shape: []int{f.M, f.D}, Data32: f.SampleH},
 		"sample_max_logit": f64(f.SampleMaxLogit, f.M),
-		"n":                f64([]float64{float64(f.N)}),
-		"sum_max_logit":    f64([]float64{f.SumMaxLogit}),
+		"n":                f64([]float64{float64(f.N)}, 1),
+		"sum_max_logit":    f64([]float64{f.SumMaxLogit}, 1),
 	}, Metadata: map[string]string{"gaia_fit": string(meta)}}
 	if f.Meta.Labelled {
 		file.Tensors["class_count"] = f64(f.ClassCount, f.K)

@@ -18,10 +18,11 @@ import (
 )
 
 type detRef struct {
-	Model string    `json:"model"`
-	Arch  string    `json:"arch"`
-	Std   []float64 `json:"std"`
-	arr   map[string]*npy.Array
+	Model    string         `json:"model"`
+	Arch     string         `json:"arch"`
+	Std      []float64      `json:"std"`
+	Settings map[string]any `json:"settings"`
+	arr      map[string]*npy.Array
 }
 
 func TestMain(m *testing.M) {
@@ -76,8 +77,57 @@ func TestDetectorsMatchReference(t *testing.T) {
 						"%s sample %d: go %.8g reference %.8g", det, i, g, w)
 				}
 			}
+
+			// The feature-based detectors, fitted on the reference's fit set.
+			fit := fitOn(t, m, ref)
+			settings := Settings{}
+			for k, v := range ref.Settings {
+				require.NoError(t, settings.SetValue(k, v))
+			}
+			features, err := ParseDetectors("features")
+			require.NoError(t, err)
+			fs, err := NewScorer(m, ScorerConfig{Detectors: features, Settings: settings, Std: ref.Std, Fit: fit})
+			require.NoError(t, err)
+			defer fs.Close()
+			t.Log(fs.Describe())
+			got, err = fs.Score(&torch.Tensor{Shape: x.Shape, Data: x.Data})
+			require.NoError(t, err)
+			for d, det := range fs.Detectors() {
+				want := ref.arr["score_"+det]
+				require.NotNil(t, want, det)
+				for i, w := range want.Data {
+					g := got.Scores[d][i]
+					assert.InDelta(t, float64(w), g, 1e-4*math.Abs(float64(w))+1e-9,
+						"%s sample %d: go %.8g reference %.8g", det, i, g, w)
+				}
+			}
 		})
 	}
+}
+
+// fitOn fits m on the reference's fit set (fit_x, fit_y), in batches of 64.
+func fitOn(t *testing.T, m *torch.Module, ref *detRef) *Fit {
+	t.Helper()
+	fx, fy := ref.arr["fit_x"], ref.arr["fit_y"]
+	require.NotNil(t, fx, "the reference has no fit set: run make testdata")
+	n := fx.Shape[0]
+	per := len(fx.Data) / n
+	ft, err := NewFitter(m, FitConfig{Total: n, KNNSample: "all", Labelled: true})
+	require.NoError(t, err)
+	for lo := 0; lo < n; lo += 64 {
+		hi := min(n, lo+64)
+		labels := make([]int, hi-lo)
+		for i := range labels {
+			labels[i] = int(fy.Data[lo+i])
+		}
+		shape := append([]int{hi - lo}, fx.Shape[1:]...)
+		require.NoError(t, ft.Add(&torch.Tensor{Shape: shape, Data: fx.Data[lo*per : hi*per]}, labels, nil))
+	}
+	fit, err := ft.Finish()
+	require.NoError(t, err)
+	require.Equal(t, n, fit.N)
+	require.Equal(t, n, fit.M)
+	return fit
 }
 
 // TestScoresDoNotDependOnBatch: a sample scored alone and inside a batch of

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export  # noqa: E402
+import feature_reference  # noqa: E402
 import models  # noqa: E402
 import reference  # noqa: E402
 
@@ -122,8 +123,29 @@ def cifar_images(n):
     return torch.from_numpy(raw[:, 1:].reshape(n, 3, 32, 32).astype(np.float32) / 255.0), raw[:, 0]
 
 
+# The detector references' format; a stamp of another version is remade.
+DET_REFS_VERSION = 2
+
+
+def cifar_train_jpegs(per_class):
+    """The first per_class CIFAR-10 training JPEGs of each class of
+    ../shared/data, decoded by Pillow (as torchvision's ImageFolder), as
+    floats in [0, 1], and their labels (the sorted class folders)."""
+    from PIL import Image
+    root = os.path.join(SHARED, "cifar10", "train-jpeg-5000")
+    imgs, labels = [], []
+    for label, cls in enumerate(sorted(os.listdir(root))):
+        for name in sorted(os.listdir(os.path.join(root, cls)))[:per_class]:
+            with Image.open(os.path.join(root, cls, name)) as im:
+                imgs.append(np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0)
+            labels.append(label)
+    return torch.from_numpy(np.stack(imgs)), np.array(labels)
+
+
 def make_detector_refs(out, seed):
-    """ARCH.det.npz: a batch and every detector's scores from reference.detector_scores."""
+    """ARCH.det.npz: a batch and every detector's scores from
+    reference.detector_scores, and a fit set (fit_x, fit_y) with the
+    feature-based detectors' scores from feature_reference.feature_scores."""
     jobs = [("resnet18", "resnet18.script.pt"), ("densenet121", "densenet121.script.pt"),
             ("bit_s_r50x1", "bit_s_r50x1.script.pt"),
             ("cifar_resnet20", "cifar_resnet20.script.pt")]
@@ -136,7 +158,8 @@ def make_detector_refs(out, seed):
         stamp = os.path.join(out, name + ".det.json")
         if os.path.exists(stamp):
             with open(stamp) as f:
-                if json.load(f).get("torch_version") == torch.__version__:
+                st = json.load(f)
+                if st.get("torch_version") == torch.__version__ and st.get("version") == DET_REFS_VERSION:
                     continue
         if name == "cifar10_resnet20":
             arch = "cifar_resnet20"
@@ -146,6 +169,9 @@ def make_detector_refs(out, seed):
             mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
             x = (imgs - mean) / std
+            fit_imgs, fit_y = cifar_train_jpegs(50)
+            fit_x = (fit_imgs - mean) / std
+            settings = {}
         else:
             arch = name
             torch.manual_seed(seed)
@@ -153,14 +179,22 @@ def make_detector_refs(out, seed):
             models.randomize_norm_stats(model, seed)  # the weights of ARCH.script.pt
             size = 32 if arch.startswith("cifar") else 64
             x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))
+            fit_x = torch.randn(300, 3, size, size, generator=torch.Generator().manual_seed(seed + 3))
+            fit_y = np.random.default_rng(seed + 4).integers(0, 10, 300)
+            # A fit of 300 random images spans fewer dimensions than the big
+            # models' features: ViM's subspace is kept inside it.
+            settings = {} if arch.startswith("cifar") else {"vim-dim": 64}
         model.eval()
         sc = reference.detector_scores(model, arch, x, models.IMAGENET_STD)
-        arrays = {"x": x}
+        fsc = feature_reference.feature_scores(model, arch, fit_x, fit_y, x,
+                                               vim_dim=settings.get("vim-dim", 0))
+        arrays = {"x": x, "fit_x": fit_x, "fit_y": torch.from_numpy(fit_y.astype(np.float32))}
         arrays.update({"score_" + k: v for k, v in sc.items()})
+        arrays.update({"score_" + k: v for k, v in fsc.items()})
         save_npz(os.path.join(out, name + ".det.npz"), arrays)
         with open(stamp, "w") as f:
-            json.dump({"model": model_file, "arch": arch, "std": models.IMAGENET_STD,
-                       "torch_version": torch.__version__}, f)
+            json.dump({"model": model_file, "arch": arch, "std": models.IMAGENET_STD, "settings": settings,
+                       "torch_version": torch.__version__, "version": DET_REFS_VERSION}, f)
         print(f"testdata: detector reference {name}", flush=True)
 
 

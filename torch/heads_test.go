@@ -198,7 +198,7 @@ func TestHeads(t *testing.T) {
 			dists = append(dists, math.Sqrt(s))
 		}
 		sort.Float64s(dists)
-		relClose(t, dists[4], float64(r.Heads[3].Data[i]), 1e-4, "knn %d", i)
+		relClose(t, dists[4], r.Heads[3].F64[i], 1e-6, "knn %d", i)
 		// Residual norm.
 		var res float64
 		for c := 0; c < R; c++ {

@@ -66,7 +66,7 @@ type Result struct {
 type HeadKind int32
 
 // Heads. x is the head's value as N x D (a map N x C x H x W for ASH);
-// results are N float64 (KNN: float32) or N x K float32 logits.
+// results are N float64 or N x K float32 logits.
 const (
 	HeadLinear      HeadKind = 1 // N x K: min(x, Arg[1]) if Arg[0] != 0, times Buf[0]^T, plus Buf[1]
 	HeadMahalanobis HeadKind = 2 // N: min_c (x - mu_c)^T P (x - mu_c); Buf[0] means C x D, Buf[1] P (D x D)

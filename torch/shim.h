@@ -139,8 +139,8 @@ enum {
   // N: min over rows c of buf[0] (means, C x D) of (x - mu_c)^T buf[1]
   // (x - mu_c), buf[1] a D x D precision; in float64.
   GAIA_HEAD_MAHALANOBIS = 2,
-  // N (f32): the Euclidean distance from x / ||x|| to its arg[0]-th nearest
-  // row of buf[0] (M x D, rows of unit norm).
+  // N: the Euclidean distance from x / ||x|| to its arg[0]-th nearest row
+  // of buf[0] (M x D, rows of unit norm), in float64.
   GAIA_HEAD_KNN = 3,
   // N: || (x - buf[0]) buf[1] ||, buf[0] an origin (D), buf[1] a D x R
   // basis of the residual space; in float64 (ViM).

@@ -30,6 +30,8 @@ Usage:
         the model's taps (name, kind, channels, shape), its classifier input and the devices
   gaia score --model MODEL.pt --data SPEC [--detectors all] [--batch 128] [--out scores.csv]
         one OOD score per sample and detector (higher = more out-of-distribution)
+  gaia fit --model MODEL.pt --data SPEC --out FIT [--knn-sample 50000]
+        statistics of in-distribution data for the feature-based detectors (score, bench, serve take --fit FIT)
   gaia score ... --shard i/N|k8s|slurm|auto --out-dir DIR
         one of N disjoint parts of the data, with a manifest; a complete part is skipped on rerun
   gaia merge DIR --out scores.csv
@@ -92,6 +94,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runServe(args[1:], stdout, stderr)
 	case "data":
 		return runData(args[1:], stdout, stderr)
+	case "fit":
+		return runFit(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":

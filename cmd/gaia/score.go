@@ -24,6 +24,7 @@ type scoreFlags struct {
 	input, mean, std string
 	batch, workers   int
 	skipBad, quiet   bool
+	fit              string
 	settings         gaia.Settings
 }
 
@@ -42,6 +43,7 @@ func (f *scoreFlags) register(fs interface {
 	fs.StringVar(&f.std, "std", "", "per-channel `std`s (default: from MODEL.json)")
 	fs.BoolVar(&f.skipBad, "skip-bad", false, "skip unreadable samples, and count them, instead of stopping")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
+	fs.StringVar(&f.fit, "fit", "", "a fit `file` (gaia fit) for the detectors that need one (mahalanobis, react, knn, vim, dice, klm)")
 }
 
 // check refuses malformed -input, -mean and -std as usage errors (their
@@ -71,7 +73,7 @@ func (f *scoreFlags) check(cmd string) error {
 // modelConfig is what the flags say of the model to open.
 func (f *scoreFlags) modelConfig(dets []string) gaia.ModelConfig {
 	return gaia.ModelConfig{Path: f.model, Device: f.device, Detectors: dets, Settings: f.settings,
-		Input: f.input, Mean: f.mean, Std: f.std}
+		Input: f.input, Mean: f.mean, Std: f.std, Fit: f.fit}
 }
 
 // detectorUsage lists the detectors after a command's flags.
@@ -201,6 +203,9 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 			fmt.Fprintf(stderr, "shard %s: samples %d to %d of %d -> %s\n", sh.shard, start, end, src.Len(), out)
 		}
 		fmt.Fprint(stderr, model.Scorer().Describe())
+	}
+	for _, w := range model.Scorer().Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	sw, err := gaia.CreateScoreWriter(out, dets, stdout)
 	if err != nil {

@@ -27,6 +27,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Transform, "transform", "", "image preprocessing as data spec `options` (resize=32x32, resize=256,center-crop=224); default the gate's")
 	cfg.Settings = gaia.Settings{}
 	gaia.AddSettingFlags(fs, cfg.Settings)
+	fs.StringVar(&cfg.Fit, "fit", "", "a fit `file` (gaia fit) for the detectors that need one (default: the gate's)")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen `address`")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "inputs per batch at most")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Millisecond, "how long a batch waits to fill")

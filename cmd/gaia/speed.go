@@ -23,6 +23,7 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	model := fs.String("model", "", "the TorchScript `file`")
 	settings := gaia.Settings{}
 	gaia.AddSettingFlags(fs, settings)
+	fit := fs.String("fit", "", "a fit `file` (gaia fit), to measure the detectors that need one")
 	device := fs.String("device", "auto", "`device`: auto, cpu, cuda or cuda:N")
 	batch := fs.Int("batch", 128, "batch `size`")
 	input := fs.String("input", "", "input size `CxHxW` (default: from MODEL.json)")
@@ -53,14 +54,14 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 			return usagef("speed: -input %v", err)
 		}
 	}
-	opened, err := gaia.OpenModel(gaia.ModelConfig{Path: *model, Device: *device, Input: *input, Settings: settings})
+	opened, err := gaia.OpenModel(gaia.ModelConfig{Path: *model, Device: *device, Input: *input, Settings: settings, Fit: *fit})
 	if err != nil {
 		return err
 	}
 	defer opened.Close()
 	m := opened.Replicas[0]
 	c, h, w := opened.Input()
-	std := opened.Meta.Std
+	scfg := gaia.ScorerConfig{Settings: settings, Std: opened.Meta.Std, Fit: opened.Fit}
 	m.SetReduceInHooks(!*after)
 	x := &torch.Tensor{Shape: []int{*batch, c, h, w}, Data: make([]float32, *batch*c*h*w)}
 	rng := rand.New(rand.NewSource(1))
@@ -76,14 +77,14 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 		if names[i] == "all" {
 			names[i] = gaia.AllDetectorsTogether
 		}
-		if _, err := gaia.MeasureSpeed(m, names[i], x, settings, std, time.Millisecond); err != nil {
+		if _, err := gaia.MeasureSpeed(m, names[i], x, scfg, time.Millisecond); err != nil {
 			return err
 		}
 	}
 	var rows []gaia.Speed
 	floor := 0.0
 	for _, name := range names {
-		sp, err := gaia.MeasureSpeed(m, name, x, settings, std, time.Duration(*seconds*float64(time.Second)))
+		sp, err := gaia.MeasureSpeed(m, name, x, scfg, time.Duration(*seconds*float64(time.Second)))
 		if err != nil {
 			return err
 		}

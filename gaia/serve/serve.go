@@ -49,6 +49,9 @@ type Config struct {
 	// Settings are detector settings (gaia.Settings, by flag name); the
 	// gate's detector takes the gate's own, as calibrated.
 	Settings gaia.Settings
+	// Fit is a fit file (gaia fit) for the detectors that need one; default
+	// the gate's.
+	Fit string
 
 	MaxBatch  int           // inputs per batch (default 32)
 	MaxWait   time.Duration // how long a batch waits to fill (default 5ms)
@@ -143,9 +146,19 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	if cfg.Device == "cuda:all" || strings.Contains(cfg.Device, ",") {
 		return nil, fmt.Errorf("serve: device %q: a server runs one model replica; name one device (run one server per GPU)", cfg.Device)
 	}
-	mc := gaia.ModelConfig{Path: cfg.Model, Device: cfg.Device, Detectors: cfg.Detectors, Settings: cfg.Settings.Clone()}
+	mc := gaia.ModelConfig{Path: cfg.Model, Device: cfg.Device, Detectors: cfg.Detectors, Settings: cfg.Settings.Clone(), Fit: cfg.Fit}
 	if mc.Settings == nil {
 		mc.Settings = gaia.Settings{}
+	}
+	var g *gaia.Gate
+	if cfg.Gate != "" {
+		var err error
+		if g, err = gaia.LoadGate(cfg.Gate); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		if mc.Fit == "" && g.Fit != nil {
+			mc.Fit = g.Fit.Path
+		}
 	}
 	model, err := gaia.ReadModel(mc)
 	if err != nil {
@@ -154,10 +167,10 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	meta := model.Meta
 	s.labels, s.modelID = meta.ClassNames, model.SHA256
 	transform := cfg.Transform
-	if cfg.Gate != "" {
-		g, err := gaia.LoadGate(cfg.Gate)
-		if err != nil {
-			return nil, fmt.Errorf("serve: %w", err)
+	if g != nil {
+		if g.Fit != nil && g.Fit.SHA256 != model.FitSHA {
+			return nil, fmt.Errorf("serve: gate %s was calibrated with fit %s (sha256 %.12s), not with %q (sha256 %.12s)",
+				cfg.Gate, g.Fit.Path, g.Fit.SHA256, mc.Fit, model.FitSHA)
 		}
 		if g.ModelSHA256 != "" && g.ModelSHA256 != model.SHA256 {
 			return nil, fmt.Errorf("serve: gate %s was calibrated on %s (sha256 %.12s), not on %s (sha256 %.12s)",

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/torch"
+)
+
+// runFit makes a fit file: one pass over labelled in-distribution data,
+// accumulating what the feature-based detectors need.
+func runFit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("fit", stderr)
+	f := scoreFlags{settings: gaia.Settings{}}
+	f.register(fs)
+	spec := fs.String("data", "", "the in-distribution `SPEC` to fit on (labels from a folder per class, a list with labels, CIFAR or MNIST)")
+	out := fs.String("out", "", "the fit `file` to write (safetensors)")
+	knnSample := fs.String("knn-sample", "", "feature vectors to keep (KNN's bank, ReAct's percentile, ViM's alpha): a `count`, a fraction in (0, 1], or all (default 50000)")
+	seed := fs.Int64("seed", 1, "the `seed` of the kept sample when the data has more vectors than it keeps")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := needLibTorch("fit"); err != nil {
+		return err
+	}
+	if f.model == "" || *spec == "" || *out == "" {
+		return usagef("fit: -model, -data and -out are required")
+	}
+	if f.batch <= 0 {
+		return usagef("fit: -batch must be positive")
+	}
+	if err := f.check("fit"); err != nil {
+		return err
+	}
+	if f.detectors == "all" { // the flag's default: the detectors a fit is for
+		f.detectors = "features"
+	}
+	dets, err := gaia.ParseDetectors(f.detectors)
+	if err != nil {
+		return usagef("fit: -detectors: %v", err)
+	}
+	if _, err := data.ParseSpec(*spec); err != nil {
+		return usageError{err.Error()}
+	}
+	devs, err := torch.Devices(f.device, torch.CUDADeviceCount())
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	cfg := f.modelConfig(nil)
+	cfg.Device = devs[0] // a fit runs on one device
+	model, err := gaia.ReadModel(cfg)
+	if err != nil {
+		return err
+	}
+	ds, err := model.Dataset(*spec)
+	if err != nil {
+		return err
+	}
+	total := ds.Source.Len()
+	if total == 0 {
+		return fmt.Errorf("fit: %s has no samples", ds.Source.Describe())
+	}
+	if _, err := gaia.ParseKNNSample(*knnSample, total); err != nil {
+		return usageError{err.Error()}
+	}
+	_, _, label, err := ds.Source.Load(0)
+	if err != nil {
+		return err
+	}
+	if label < 0 && slices.Contains(dets, "mahalanobis") {
+		return fmt.Errorf("fit: mahalanobis needs labels, and %s gives none (a folder with a subfolder per class, or a list with labels; or leave mahalanobis out with --detectors)", ds.Source.Describe())
+	}
+	if err := model.Load(); err != nil {
+		return err
+	}
+	defer model.Close()
+	m := model.Replicas[0]
+	ft, err := gaia.NewFitter(m, gaia.FitConfig{Total: total, KNNSample: *knnSample, Seed: *seed, Labelled: label >= 0})
+	if err != nil {
+		return err
+	}
+	var progress io.Writer = stderr
+	if f.quiet {
+		progress = nil
+	}
+	if progress != nil {
+		fmt.Fprintf(stderr, "fit: model %s on %s; data %s; %s\n", f.model, m.Device(), ds.Source.Describe(), ds.Transform.Describe())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tf := ds.Transform
+	p := gaia.NewProgress(progress, "fit", total)
+	skipped := 0
+	labelled := label >= 0
+	l := &data.Loader{Src: ds.Source, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad}
+	err = l.Run(ctx, func(b *data.Batch) error {
+		skipped += len(b.Skipped)
+		p.Add(b.N + len(b.Skipped))
+		if b.N == 0 {
+			return nil
+		}
+		for i, lb := range b.Label {
+			if (lb >= 0) != labelled {
+				return fmt.Errorf("fit: %s is %slabelled and the first sample is not: labels must be all there or all missing", b.Source[i], map[bool]string{true: "", false: "not "}[lb >= 0])
+			}
+		}
+		var labels []int
+		if labelled {
+			labels = b.Label
+		}
+		return ft.Add(&torch.Tensor{Shape: []int{b.N, tf.C, tf.H, tf.W}, Data: b.X}, labels, b.Source)
+	})
+	p.Finish()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("fit: interrupted: nothing was written to %s", *out)
+		}
+		return err
+	}
+	fit, err := ft.Finish()
+	if err != nil {
+		return err
+	}
+	fp, err := data.Fingerprint(ds.Spec, ds.Source)
+	if err != nil {
+		return err
+	}
+	fit.Meta.Model, fit.Meta.ModelSHA256, fit.Meta.Data, fit.Meta.DataSHA256, fit.Meta.Skipped = f.model, model.SHA256, ds.Spec.Raw, fp, skipped
+	if err := gaia.WriteFit(*out, fit); err != nil {
+		return err
+	}
+	classes := 0
+	for _, c := range fit.ClassCount {
+		if c > 0 {
+			classes++
+		}
+	}
+	fmt.Fprintf(stdout, "fit: %d samples (%d classes with samples, %d skipped) of %d features; kept %d feature vectors; wrote %s\n",
+		fit.N, classes, skipped, fit.D, fit.M, *out)
+	return nil
+}
