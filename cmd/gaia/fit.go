@@ -64,60 +64,26 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	total := ds.Source.Len()
-	if total == 0 {
-		return fmt.Errorf("fit: %s has no samples", ds.Source.Describe())
-	}
-	if _, err := gaia.ParseKNNSample(*knnSample, total); err != nil {
+	if _, err := gaia.ParseKNNSample(*knnSample, max(1, ds.Source.Len())); err != nil {
 		return usageError{err.Error()}
-	}
-	_, _, label, err := ds.Source.Load(0)
-	if err != nil {
-		return err
-	}
-	if label < 0 && slices.Contains(dets, "mahalanobis") {
-		return fmt.Errorf("fit: mahalanobis needs labels, and %s gives none (a folder with a subfolder per class, or a list with labels; or leave mahalanobis out with --detectors)", ds.Source.Describe())
 	}
 	if err := model.Load(); err != nil {
 		return err
 	}
 	defer model.Close()
-	m := model.Replicas[0]
-	ft, err := gaia.NewFitter(m, gaia.FitConfig{Total: total, KNNSample: *knnSample, Seed: *seed, Labelled: label >= 0})
-	if err != nil {
-		return err
-	}
 	var progress io.Writer = stderr
 	if f.quiet {
 		progress = nil
 	}
 	if progress != nil {
-		fmt.Fprintf(stderr, "fit: model %s on %s; data %s; %s\n", f.model, m.Device(), ds.Source.Describe(), ds.Transform.Describe())
+		fmt.Fprintf(stderr, "fit: model %s on %s; data %s; %s\n", f.model, model.Devices(), ds.Source.Describe(), ds.Transform.Describe())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tf := ds.Transform
-	p := gaia.NewProgress(progress, "fit", total)
-	skipped := 0
-	labelled := label >= 0
-	l := &data.Loader{Src: ds.Source, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad}
-	err = l.Run(ctx, func(b *data.Batch) error {
-		skipped += len(b.Skipped)
-		p.Add(b.N + len(b.Skipped))
-		if b.N == 0 {
-			return nil
-		}
-		for i, lb := range b.Label {
-			if (lb >= 0) != labelled {
-				return fmt.Errorf("fit: %s is %slabelled and the first sample is not: labels must be all there or all missing", b.Source[i], map[bool]string{true: "", false: "not "}[lb >= 0])
-			}
-		}
-		var labels []int
-		if labelled {
-			labels = b.Label
-		}
-		return ft.Add(&torch.Tensor{Shape: []int{b.N, tf.C, tf.H, tf.W}, Data: b.X}, labels, b.Source)
-	})
+	p := gaia.NewProgress(progress, "fit", ds.Source.Len())
+	run := &gaia.FitRun{Model: model, Data: ds, KNNSample: *knnSample, Seed: *seed, Batch: f.batch, Workers: f.workers,
+		SkipBad: f.skipBad, NeedLabels: slices.Contains(dets, "mahalanobis"), Progress: p}
+	fit, err := run.Run(ctx)
 	p.Finish()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -125,15 +91,6 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	fit, err := ft.Finish()
-	if err != nil {
-		return err
-	}
-	fp, err := data.Fingerprint(ds.Spec, ds.Source)
-	if err != nil {
-		return err
-	}
-	fit.Meta.Model, fit.Meta.ModelSHA256, fit.Meta.Data, fit.Meta.DataSHA256, fit.Meta.Skipped = f.model, model.SHA256, ds.Spec.Raw, fp, skipped
 	if err := gaia.WriteFit(*out, fit); err != nil {
 		return err
 	}
@@ -144,6 +101,6 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "fit: %d samples (%d classes with samples, %d skipped) of %d features; kept %d feature vectors; wrote %s\n",
-		fit.N, classes, skipped, fit.D, fit.M, *out)
+		fit.N, classes, fit.Meta.Skipped, fit.D, fit.M, *out)
 	return nil
 }

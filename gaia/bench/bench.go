@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -83,21 +84,37 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		}
 		sets = append(sets, p)
 	}
+	if err := os.MkdirAll(filepath.Join(c.Out, "scores"), 0o755); err != nil {
+		return nil, err
+	}
+	res := &Result{Out: c.Out}
+	var fitPhase *Phase
+	if c.Fit != nil {
+		if fitPhase, err = fitOnce(ctx, c, model, progress); err != nil {
+			return nil, err
+		}
+	}
 	if err := model.Load(); err != nil {
 		return nil, err
 	}
 	defer model.Close()
 	m, scorer, meta, modelHash := model.Replicas[0], model.Scorer(), model.Meta, model.SHA256
-	if err := os.MkdirAll(filepath.Join(c.Out, "scores"), 0o755); err != nil {
-		return nil, err
+	setup := time.Since(t0).Seconds()
+	if fitPhase != nil {
+		setup -= fitPhase.Seconds
 	}
-	res := &Result{Out: c.Out}
-	res.Phases = append(res.Phases, Phase{Name: "check inputs, load model", Seconds: time.Since(t0).Seconds()})
+	res.Phases = append(res.Phases, Phase{Name: "check inputs, load model", Seconds: setup})
+	if fitPhase != nil {
+		res.Phases = append(res.Phases, *fitPhase)
+	}
+	for _, w := range scorer.Warnings() {
+		logf("warning: %s\n", w)
+	}
 	logf("model %s (%s) on %s, LibTorch %s\n%s", c.Model, meta.Arch, m.Device(), torch.Version(), scorer.Describe())
 
 	files := map[string]*gaia.ScoreFile{}
 	for _, p := range sets {
-		key := scoreKey(modelHash, p, c)
+		key := scoreKey(modelHash, model.FitSHA, p, c)
 		keyFile := strings.TrimSuffix(p.file, ".csv") + ".key"
 		start := time.Now()
 		if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
@@ -169,7 +186,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		return nil, err
 	}
 	res.Phases = append(res.Phases, Phase{Name: "metrics and plots", Seconds: time.Since(start).Seconds()})
-	md := markdown(c, meta, m, scorer, table, res.Phases, sets)
+	md := markdown(c, meta, m, scorer, model.Fit, table, res.Phases, sets)
 	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
 		return nil, err
 	}
@@ -209,7 +226,7 @@ func plots(c *Config, files map[string]*gaia.ScoreFile) error {
 	return nil
 }
 
-func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, t *gaia.EvalTable, phases []Phase, sets []*prepared) string {
+func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *gaia.Fit, t *gaia.EvalTable, phases []Phase, sets []*prepared) string {
 	var b strings.Builder
 	name := c.Name
 	if name == "" {
@@ -228,6 +245,12 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, t *ga
 		fmt.Fprintf(&b, "- %s: `%s`: %s; %s\n", p.set.Name, p.set.Data, p.src.Describe(), p.tf.Describe())
 	}
 	fmt.Fprintf(&b, "- Detectors: %s; settings: %s\n", strings.Join(c.detectors, ", "), c.settings.For(c.detectors).Canonical())
+	if fit != nil {
+		fmt.Fprintf(&b, "- Fit of the feature-based detectors: `%s` (%d samples, %d feature vectors kept; `fit.safetensors`)\n", fit.Meta.Data, fit.N, fit.M)
+	}
+	for _, w := range s.Warnings() {
+		fmt.Fprintf(&b, "- Warning: %s\n", w)
+	}
 	for _, line := range strings.Split(strings.TrimSpace(s.Describe()), "\n") {
 		if line != "" {
 			fmt.Fprintf(&b, "- %s\n", line)
@@ -260,12 +283,86 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, t *ga
 	return b.String()
 }
 
+// fitOnce makes the config's fit in c.Out/fit.safetensors, or reuses the
+// one there when model, data and fit options are unchanged, and gives it
+// to the model.
+func fitOnce(ctx context.Context, c *Config, model *gaia.Model, progress io.Writer) (*Phase, error) {
+	start := time.Now()
+	path := filepath.Join(c.Out, "fit.safetensors")
+	keyFile := filepath.Join(c.Out, "fit.key")
+	k := map[string]any{"gaia": gaia.Version, "model_sha256": model.SHA256, "data": c.Fit.Data,
+		"knn_sample": c.Fit.KNNSample, "seed": c.Fit.Seed}
+	if sp, err := data.ParseSpec(c.Fit.Data); err == nil {
+		if st, err := os.Stat(sp.Arg); err == nil {
+			k["data_size"], k["data_mtime"] = st.Size(), st.ModTime().UnixNano()
+		}
+	}
+	raw, _ := json.Marshal(k)
+	key := string(raw) + "\n"
+	reused := false
+	if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
+		if _, err := gaia.ReadFit(path); err == nil {
+			reused = true
+		}
+	}
+	n := 0
+	if !reused {
+		os.Remove(keyFile)
+		fm, err := gaia.OpenModel(gaia.ModelConfig{Path: c.Model, Device: firstDevice(c.Device)})
+		if err != nil {
+			return nil, err
+		}
+		defer fm.Close()
+		ds, err := fm.Dataset(c.Fit.Data)
+		if err != nil {
+			return nil, fmt.Errorf("fit: %w", err)
+		}
+		bar := gaia.NewProgress(progress, "fit", ds.Source.Len())
+		run := &gaia.FitRun{Model: fm, Data: ds, KNNSample: c.Fit.KNNSample, Seed: c.Fit.Seed, Batch: c.Batch,
+			Workers: c.Workers, SkipBad: c.SkipBad, NeedLabels: slices.Contains(c.detectors, "mahalanobis"), Progress: bar}
+		fit, err := run.Run(ctx)
+		bar.Finish()
+		if err != nil {
+			return nil, err
+		}
+		if err := gaia.WriteFit(path, fit); err != nil {
+			return nil, err
+		}
+		if err := gaia.WriteFileAtomic(keyFile, []byte(key)); err != nil {
+			return nil, err
+		}
+		n = fit.N
+	} else if progress != nil {
+		fmt.Fprintf(progress, "fit: reusing %s (same model, data and options)\n", path)
+	}
+	fit, err := gaia.ReadFit(path)
+	if err != nil {
+		return nil, err
+	}
+	sha, err := gaia.FileSHA256(path)
+	if err != nil {
+		return nil, err
+	}
+	model.Config.Fit, model.Fit, model.FitSHA = path, fit, sha
+	return &Phase{Name: "fit " + c.Fit.Data, Seconds: time.Since(start).Seconds(), Images: max(n, fit.N), Reused: reused}, nil
+}
+
+// firstDevice is the first device of a device list (a fit runs on one).
+func firstDevice(dev string) string {
+	devs, err := torch.Devices(dev, torch.CUDADeviceCount())
+	if err != nil || len(devs) == 0 {
+		return dev
+	}
+	return devs[0]
+}
+
 // scoreKey identifies what a score file depends on: the model's bytes, the
 // data spec and the state of its path, the detectors and their options.
-func scoreKey(modelHash string, p *prepared, c *Config) string {
+func scoreKey(modelHash, fitSHA string, p *prepared, c *Config) string {
 	k := map[string]any{
 		"gaia": gaia.Version, "model_sha256": modelHash, "data": p.set.Data,
 		"detectors": c.detectors, "settings": c.settings.For(c.detectors).Canonical(), "skip_bad": c.SkipBad,
+		"fit_sha256": fitSHA,
 	}
 	if st, err := os.Stat(p.spec.Arg); err == nil {
 		k["data_size"], k["data_mtime"] = st.Size(), st.ModTime().UnixNano()

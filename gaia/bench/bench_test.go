@@ -79,6 +79,41 @@ func TestRunChecksBeforeScoringThenReuses(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "the key of an unfinished set is gone, so a rerun scores it again")
 }
 
+// A config with a fit: fitted once, reused while model and data are the
+// same, and the feature-based detectors scored with it.
+func TestRunWithFit(t *testing.T) {
+	dir := testenv.Testdata(t)
+	model := filepath.Join(dir, "cifar_resnet20.script.pt")
+	out := filepath.Join(t.TempDir(), "report")
+	c, err := LoadConfig(writeConfig(t, "model: "+model+"\nid: {name: A, data: 'noise:uniform,n=24,shape=3x32x32,seed=1'}\n"+
+		"ood: [{name: B, data: 'noise:gaussian,n=16,shape=3x32x32,seed=2'}]\nfit: {data: 'noise:uniform,n=80,shape=3x32x32,seed=9'}\n"+
+		"detectors: knn,vim,msp\nsettings: {knn-k: 5}\nbatch: 16\nout: "+out+"\n"))
+	require.NoError(t, err)
+	res, err := Run(context.Background(), c, nil)
+	require.NoError(t, err)
+	require.Equal(t, "fit noise:uniform,n=80,shape=3x32x32,seed=9", res.Phases[1].Name)
+	assert.False(t, res.Phases[1].Reused)
+	assert.Equal(t, []string{"knn", "vim", "msp"}, func() []string {
+		var d []string
+		for _, r := range res.Table.Rows {
+			d = append(d, r.Detector)
+		}
+		return d
+	}())
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "Fit of the feature-based detectors")
+	res, err = Run(context.Background(), c, nil)
+	require.NoError(t, err)
+	assert.True(t, res.Phases[1].Reused, "the fit")
+	assert.True(t, res.Phases[2].Reused, "the scores of A")
+	// Mahalanobis needs labels, which noise has not: refused before scoring.
+	c.detectors = []string{"mahalanobis"}
+	c.Fit.Data = "noise:uniform,n=81,shape=3x32x32,seed=9"
+	_, err = Run(context.Background(), c, nil)
+	assert.ErrorContains(t, err, "mahalanobis needs labels")
+}
+
 // The committed ImageNet-1K config loads with its paths set through the
 // environment, as docs/imagenet.md tells a researcher to.
 func TestImageNetConfig(t *testing.T) {

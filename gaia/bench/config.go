@@ -21,6 +21,14 @@ type Set struct {
 	Data string `yaml:"data" json:"data"` // a data spec, ${VAR} expanded from the environment
 }
 
+// FitSet is a bench config's fit: a data spec with labels, and how many
+// feature vectors to keep.
+type FitSet struct {
+	Data      string `yaml:"data" json:"data"`
+	KNNSample string `yaml:"knn_sample" json:"knn_sample"`
+	Seed      int64  `yaml:"seed" json:"seed"`
+}
+
 // Config is a benchmark, as YAML or JSON:
 //
 //	name: mnist-demo
@@ -34,7 +42,8 @@ type Set struct {
 //	device: auto
 //	out: build/demo-report
 //
-// Paths are relative to the working directory. Optional: settings (any
+// Paths are relative to the working directory. Optional: fit (data: SPEC,
+// knn_sample, seed: what the feature-based detectors learn from), settings (any
 // detector setting by its flag name, such as {taps-z: layer3,
 // energy-temperature: 1}), workers, skip_bad. The keys earlier configs
 // gave settings under (taps_z and the like: each Setting's Legacy key)
@@ -49,8 +58,11 @@ type Config struct {
 	Device    string         `yaml:"device" json:"device"`
 	Out       string         `yaml:"out" json:"out"`
 	Settings  map[string]any `yaml:"settings" json:"settings"`
-	Workers   int            `yaml:"workers" json:"workers"`
-	SkipBad   bool           `yaml:"skip_bad" json:"skip_bad"`
+	// Fit is the in-distribution data the feature-based detectors are fitted
+	// on (gaia fit), once, and again only when model or data change.
+	Fit     *FitSet `yaml:"fit" json:"fit"`
+	Workers int     `yaml:"workers" json:"workers"`
+	SkipBad bool    `yaml:"skip_bad" json:"skip_bad"`
 
 	detectors []string
 	settings  gaia.Settings
@@ -116,6 +128,17 @@ func (c *Config) check() error {
 	var err error
 	if c.ID.Data, err = expandSpec(c.ID.Name, c.ID.Data); err != nil {
 		return err
+	}
+	if c.Fit != nil {
+		if c.Fit.Data == "" {
+			return fmt.Errorf("fit: no data")
+		}
+		if c.Fit.Data, err = expandSpec("fit", c.Fit.Data); err != nil {
+			return err
+		}
+		if c.Fit.Seed == 0 {
+			c.Fit.Seed = 1
+		}
 	}
 	if c.Detectors == "" {
 		c.Detectors = "all"
