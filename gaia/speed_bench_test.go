@@ -41,11 +41,48 @@ var (
 )
 
 var benchWorkloads = []string{RefForward, RefBackwardInput, RefBackwardParams,
-	"gaia-z", "gaia-a", "msp", "maxlogit", "energy", "odin", "gradnorm", AllDetectorsTogether}
+	"gaia-z", "gaia-a", "msp", "maxlogit", "energy", "odin", "gradnorm",
+	"mahalanobis", "react", "knn", "vim", "ash", "dice", "klm", AllDetectorsTogether}
 
-// BenchmarkDetectors times every detector, all seven together and the bare
-// references at batch 1, 32 and 128, reporting images/s; TestMain prints
-// the ratios to the references measured in the same run.
+// benchFitSize is the fit of the benchmark's feature-based detectors: this
+// many random inputs, every feature vector kept (KNN's bank).
+const benchFitSize = 2048
+
+// benchFit fits m on benchFitSize random inputs of c x h x w, with labels
+// cycling through the classes.
+func benchFit(b *testing.B, m *torch.Module, c, h, w int) *Fit {
+	ft, err := NewFitter(m, FitConfig{Total: benchFitSize, KNNSample: "all", Labelled: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(2))
+	const batch = 128
+	x := &torch.Tensor{Shape: []int{batch, c, h, w}, Data: make([]float32, batch*c*h*w)}
+	labels := make([]int, batch)
+	wt, _, _ := m.Classifier()
+	for lo := 0; lo < benchFitSize; lo += batch {
+		for i := range x.Data {
+			x.Data[i] = float32(rng.NormFloat64())
+		}
+		for i := range labels {
+			labels[i] = (lo + i) % wt.Shape[0]
+		}
+		if err := ft.Add(x, labels, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f, err := ft.Finish()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkDetectors times every detector, all of them together and the
+// bare references at batch 1, 32 and 128, reporting images/s; TestMain
+// prints the ratios to the references measured in the same run. The
+// feature-based detectors use a fit of benchFitSize random inputs (KNN: a
+// bank of that many vectors).
 func BenchmarkDetectors(b *testing.B) {
 	for _, mdl := range benchModels(b) {
 		var c, h, w int
@@ -56,6 +93,7 @@ func BenchmarkDetectors(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		fit := benchFit(b, m, c, h, w)
 		for _, batch := range []int{1, 32, 128} {
 			x := &torch.Tensor{Shape: []int{batch, c, h, w}, Data: make([]float32, batch*c*h*w)}
 			rng := rand.New(rand.NewSource(1))
@@ -64,7 +102,7 @@ func BenchmarkDetectors(b *testing.B) {
 			}
 			for _, wl := range benchWorkloads {
 				b.Run(fmt.Sprintf("%s/b%d/%s", mdl[0], batch, wl), func(b *testing.B) {
-					run, done, err := workload(m, wl, x, ScorerConfig{})
+					run, done, err := workload(m, wl, x, ScorerConfig{Fit: fit})
 					if err != nil {
 						b.Fatal(err)
 					}

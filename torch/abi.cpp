@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <cstdlib>
@@ -193,6 +194,18 @@ int32_t gaia_tune_malloc(int64_t mmap_threshold, int64_t trim_threshold) {
 #else
   return 0;
 #endif
+}
+
+int32_t gaia_tune_blas(void) {
+  if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) {
+    return 0;
+  }
+  auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set == nullptr) {
+    return 0;
+  }
+  set(1);
+  return 1;
 }
 
 void gaia_set_num_threads(int32_t n) {

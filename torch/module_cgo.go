@@ -446,7 +446,17 @@ func tuneMalloc() {
 	mallocTuned = C.gaia_tune_malloc(32<<20, 1<<30) == 1
 }
 
-func init() { tuneMalloc() }
+// blasTuned says whether init made OpenBLAS single-threaded (gaia_tune_blas).
+var blasTuned bool
+
+func init() {
+	tuneMalloc()
+	blasTuned = C.gaia_tune_blas() == 1
+}
+
+// BLASTuned reports whether OpenBLAS runs on LibTorch's calling thread (set
+// by this package when OPENBLAS_NUM_THREADS is not).
+func BLASTuned() bool { return blasTuned }
 
 // MallocTuned reports whether the allocator tuning of this package applies
 // (glibc, not turned off by GAIA_MALLOC=default).

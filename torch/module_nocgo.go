@@ -51,6 +51,9 @@ func Version() string { return "none (built without cgo)" }
 // CUDADeviceCount is 0 without LibTorch.
 func CUDADeviceCount() int { return 0 }
 
+// BLASTuned is false without LibTorch.
+func BLASTuned() bool { return false }
+
 // MallocTuned is false: the tuning is done by the LibTorch build.
 func MallocTuned() bool { return false }
 

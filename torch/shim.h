@@ -231,6 +231,13 @@ int32_t gaia_cuda_kernels_built(void);
 // pages. Returns 1 when applied, 0 where the C library is not glibc.
 int32_t gaia_tune_malloc(int64_t mmap_threshold, int64_t trim_threshold);
 
+// gaia_tune_blas makes OpenBLAS (when LibTorch uses it, as Debian's does)
+// run on the calling thread: its own worker threads spin after each call
+// and slow down the next forward's OpenMP threads (measured: a KNN head's
+// product made the next forward 1.3x slower on 2 cores). Leaves
+// OPENBLAS_NUM_THREADS, when set, alone. Returns 1 when applied.
+int32_t gaia_tune_blas(void);
+
 // gaia_set_num_threads wraps at::set_num_threads (intra-op threads).
 void gaia_set_num_threads(int32_t n);
 

@@ -27,7 +27,7 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	device := fs.String("device", "auto", "`device`: auto, cpu, cuda or cuda:N")
 	batch := fs.Int("batch", 128, "batch `size`")
 	input := fs.String("input", "", "input size `CxHxW` (default: from MODEL.json)")
-	list := fs.String("workloads", strings.Join(defaultWorkloads(), ","), "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params)")
+	list := fs.String("workloads", "", "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params) (default: "+strings.Join(defaultWorkloads(), ",")+"; with --fit also the feature-based detectors)")
 	seconds := fs.Float64("seconds", 3, "minimum timed `seconds` per workload")
 	format := fs.String("format", "table", "table, markdown or json")
 	after := fs.Bool("reduce-after", false, "reduce tap gradients after the backward instead of in hooks (to measure what the hooks save)")
@@ -71,6 +71,14 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 	// Warm-up: every workload a few times before any is timed, so that the
 	// first one timed does not pay for the process's warm-up (allocator
 	// growth, thread pools, kernel selection).
+	if *list == "" {
+		wl := defaultWorkloads()
+		if *fit != "" {
+			features, _ := gaia.ParseDetectors("features")
+			wl = append(wl[:len(wl)-1], append(features, "all")...)
+		}
+		*list = strings.Join(wl, ",")
+	}
 	names := strings.Split(*list, ",")
 	for i := range names {
 		names[i] = strings.TrimSpace(names[i])
@@ -106,6 +114,9 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 		*model, c, h, w, *batch, m.Device(), torch.Version(), torch.NumThreads(), mode)
 	if torch.MallocTuned() {
 		fmt.Fprintf(stdout, "glibc malloc keeps freed blocks up to 32 MiB (GAIA_MALLOC=default turns it off)\n\n")
+	}
+	if torch.BLASTuned() {
+		fmt.Fprintf(stdout, "OpenBLAS runs on the calling thread (OPENBLAS_NUM_THREADS=N overrides)\n\n")
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	sep := "\t"
