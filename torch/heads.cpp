@@ -60,16 +60,16 @@ at::Tensor knn(gaia_module* m, const gaia_head& h, const at::Tensor& x0) {
     throw ShimError(GAIA_ERR_INVALID, "knn head: k = " + std::to_string(k) + " with " + std::to_string(bank.size(0)) +
                                           " bank vectors");
   }
-  at::Tensor u = x.to(at::kDouble);
-  u = u / u.norm(2, 1, true).clamp_min(1e-12);
+  at::Tensor u64 = x.to(at::kDouble);
+  at::Tensor u = (u64 / u64.norm(2, 1, true).clamp_min(1e-12)).to(at::kFloat);
   // For unit vectors ||u - b||^2 = 2 - 2 u.b, so the nearest are the largest
-  // products: a float32 product picks k + 8 candidates, whose distances are
-  // then taken in float64 without that formula's cancellation (close
-  // neighbours: 2 - 2 u.b loses most digits in float32).
+  // products: one product picks k + 8 candidates, whose distances are then
+  // summed from their differences, without that formula's cancellation
+  // (close neighbours: 2 - 2 u.b loses most of float32's digits).
   int64_t cands = std::min<int64_t>(k + 8, bank.size(0));
-  at::Tensor idx = std::get<1>(at::mm(u.to(at::kFloat), bank.t()).topk(cands, 1, true, true));
-  at::Tensor cand = bank.index_select(0, idx.reshape({-1})).reshape({x.size(0), cands, x.size(1)}).to(at::kDouble);
-  at::Tensor dist = (u.unsqueeze(1) - cand).pow(2).sum(2).sqrt();
+  at::Tensor idx = std::get<1>(at::mm(u, bank.t()).topk(cands, 1, true, true));
+  at::Tensor cand = bank.index_select(0, idx.reshape({-1})).reshape({x.size(0), cands, x.size(1)});
+  at::Tensor dist = (cand - u.unsqueeze(1)).pow_(2).sum(2).to(at::kDouble).sqrt();
   return std::get<0>(dist.sort(1)).select(1, k - 1);
 }
 
