@@ -3,6 +3,7 @@ package gaia
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/gaia-ood/gaia/torch"
 )
@@ -53,7 +54,13 @@ var gaiaA = &Detector{
 				o2 := o.Grads[0][0] // mean_k |mean_hw dL1/dF| = o(n)^2
 				perSampleSum(o.Grads[1], out)
 				for i := range out {
-					// S_A = (1/sum C) sum_l sum_k (|g|/o)^2; o = 0 gives +Inf.
+					// S_A = (1/sum C) sum_l sum_k (|g|/o)^2; o = 0 gives
+					// +Inf, also when the inner gradients vanish too (0/0):
+					// a vanished output gradient is the abnormality.
+					if o2.Data[i] == 0 && !math.IsNaN(out[i]) {
+						out[i] = math.Inf(1)
+						continue
+					}
 					out[i] /= float64(o2.Data[i]) * float64(ch)
 				}
 				return nil

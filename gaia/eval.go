@@ -64,6 +64,8 @@ func Evaluate(id *ScoreFile, oods []OODSet) (*EvalTable, error) {
 			row.Mean.DetectionError += m.DetectionError / float64(len(oods))
 			row.Mean.NumID = m.NumID
 			row.Mean.NumOOD += m.NumOOD
+			row.Mean.NaNID = m.NaNID
+			row.Mean.NaNOOD += m.NaNOOD
 		}
 		t.Rows = append(t.Rows, row)
 	}
@@ -160,4 +162,31 @@ func (t *EvalTable) footer(w io.Writer, fprName string) {
 	if t.IDAccuracy != nil {
 		fmt.Fprintf(w, "ID accuracy: %.2f%% of %d labelled samples.\n", 100**t.IDAccuracy, t.IDLabelled)
 	}
+	for _, n := range t.NaNNotes() {
+		fmt.Fprintln(w, n)
+	}
+}
+
+// NaNNotes say, per detector with NaN scores, how many there were on each
+// side; they are ranked as the most OOD (NonFinite).
+func (t *EvalTable) NaNNotes() []string {
+	var notes []string
+	for _, r := range t.Rows {
+		if r.Mean.NaNID == 0 && r.Mean.NaNOOD == 0 {
+			continue
+		}
+		var parts []string
+		for _, s := range t.SetNames {
+			if m := r.Sets[s]; m.NaNOOD > 0 {
+				parts = append(parts, fmt.Sprintf("%d of %d in %s", m.NaNOOD, m.NumOOD, s))
+			}
+		}
+		ood := "none of the OOD scores"
+		if len(parts) > 0 {
+			ood = strings.Join(parts, ", ")
+		}
+		notes = append(notes, fmt.Sprintf("%s: %d of %d ID scores and %s are NaN (the model's outputs were not finite), ranked as the most OOD, as a gate rejects them.",
+			r.Detector, r.Mean.NaNID, r.Mean.NumID, ood))
+	}
+	return notes
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -126,10 +125,12 @@ func (g *Gate) pinTaps() {
 }
 
 // Accept reports whether a score passes the gate (looks in-distribution).
-func (g *Gate) Accept(score float64) bool { return score <= g.Threshold }
+func (g *Gate) Accept(score float64) bool { return score <= g.Threshold } // NaN: false
 
 // Calibrate returns the smallest threshold that accepts at least tpr of the
-// in-distribution scores id.
+// in-distribution scores id, NaN counting as +Inf (never accepted). A
+// threshold that would be +Inf (more than 1 - tpr of the scores NaN or
+// +Inf) is refused: no finite threshold accepts that fraction.
 func Calibrate(id []float64, tpr float64) (threshold, measured float64, err error) {
 	if len(id) == 0 {
 		return 0, 0, fmt.Errorf("calibrate: %w", ErrEmptySet)
@@ -137,11 +138,16 @@ func Calibrate(id []float64, tpr float64) (threshold, measured float64, err erro
 	if !(tpr > 0 && tpr <= 1) {
 		return 0, 0, fmt.Errorf("calibrate: tpr %v must be in (0, 1]", tpr)
 	}
-	s := append([]float64(nil), id...)
+	s, nan := rankNaN(id)
+	s = append([]float64(nil), s...)
 	sort.Float64s(s)
 	k := int(math.Ceil(tpr*float64(len(s)) - 1e-9))
 	k = max(1, min(len(s), k))
 	threshold = s[k-1]
+	if math.IsInf(threshold, 0) {
+		inf := len(s) - sort.Search(len(s), func(i int) bool { return math.IsInf(s[i], 1) })
+		return 0, 0, fmt.Errorf("calibrate: %d of %d in-distribution scores are NaN (%d) or +Inf: no finite threshold accepts %.4g of them", inf, len(s), nan, tpr)
+	}
 	n := sort.Search(len(s), func(i int) bool { return s[i] > threshold })
 	return threshold, float64(n) / float64(len(s)), nil
 }
@@ -228,37 +234,19 @@ func FileSHA256(path string) (string, error) {
 
 // WriteJSON writes v as indented JSON, atomically.
 func WriteJSON(path string, v any) error {
-	raw, err := json.MarshalIndent(v, "", "  ")
+	raw, err := JSONFile(v)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, append(raw, '\n'))
+	return WriteFileAtomic(path, raw)
 }
 
-// WriteFileAtomic writes a file through a temporary file in the same folder
-// and a rename: readers see the old file or the whole new one, never a part.
-func WriteFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+// JSONFile is v as WriteJSON writes it: indented, with a final newline.
+func JSONFile(v any) ([]byte, error) {
+	raw, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return append(raw, '\n'), nil
 }
+

@@ -1,6 +1,7 @@
 package gaia
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,6 +29,41 @@ func TestCalibrate(t *testing.T) {
 	assert.ErrorIs(t, err, ErrEmptySet)
 	_, _, err = Calibrate(id, 0)
 	assert.Error(t, err)
+
+	// NaN counts as +Inf: never accepted, and the threshold is placed among
+	// the finite scores (before, NaN sorted first and shifted it).
+	nan := math.NaN()
+	th, measured, err = Calibrate([]float64{nan, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 0.8)
+	require.NoError(t, err)
+	assert.Equal(t, 8.0, th)
+	assert.Equal(t, 0.8, measured)
+	g := &Gate{Threshold: th}
+	assert.False(t, g.Accept(nan))
+	assert.False(t, g.Accept(math.Inf(1)))
+	// Too many NaNs for a finite threshold: refused, saying so.
+	_, _, err = Calibrate([]float64{nan, nan, 1, 2}, 0.95)
+	assert.ErrorContains(t, err, "2 of 4 in-distribution scores are NaN (2) or +Inf")
+}
+
+// MODEL.json and --std refuse normalizations that make NaN scores.
+func TestMetaNormalization(t *testing.T) {
+	for _, c := range []struct {
+		mean, std []float64
+		msg       string
+	}{
+		{[]float64{0}, []float64{-1}, "non-positive"},
+		{[]float64{0}, []float64{math.NaN()}, "non-finite"},
+		{[]float64{0}, []float64{math.Inf(1)}, "non-finite"},
+		{[]float64{0}, []float64{1e-38}, "below 1e-06"},
+		{[]float64{math.Inf(-1)}, []float64{1}, "mean [-Inf] has a non-finite entry"},
+	} {
+		m := &Meta{InputSize: []int{1, 2, 2}, Mean: c.mean, Std: c.std}
+		assert.ErrorContains(t, m.check(), c.msg, "%v %v", c.mean, c.std)
+	}
+	m := &Meta{InputSize: []int{1, 2, 2}}
+	assert.ErrorContains(t, applyOverrides(m, ModelConfig{Std: "1e-38"}), "below 1e-06")
+	m = &Meta{InputSize: []int{1, 2, 2}}
+	assert.ErrorContains(t, applyOverrides(m, ModelConfig{Std: "nan"}), "non-finite")
 }
 
 func TestGateRoundTrip(t *testing.T) {

@@ -3,6 +3,7 @@ package gaia
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 )
@@ -46,6 +47,10 @@ func readJSON(what, path string, v any) error {
 	return nil
 }
 
+// MinStd is the smallest normalization std accepted (MODEL.json, --std):
+// below it the normalized inputs overflow float32 models into NaN scores.
+const MinStd = 1e-6
+
 // LoadMeta reads and checks the Meta beside a model file.
 func LoadMeta(modelPath string) (*Meta, error) {
 	p := MetaPath(modelPath)
@@ -73,8 +78,16 @@ func (m *Meta) check() error {
 		return fmt.Errorf("mean and std need %d entries each (one per channel), have %d and %d", c, len(m.Mean), len(m.Std))
 	}
 	for _, s := range m.Std {
-		if s <= 0 {
-			return fmt.Errorf("std %v has a non-positive entry", m.Std)
+		if !(s > 0) || math.IsInf(s, 0) {
+			return fmt.Errorf("std %v has a non-positive or non-finite entry", m.Std)
+		}
+		if s < MinStd {
+			return fmt.Errorf("std %v has an entry below %g: it would scale the inputs by more than 1/%g, past what float32 models compute (NaN scores)", m.Std, MinStd, MinStd)
+		}
+	}
+	for _, v := range m.Mean {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("mean %v has a non-finite entry", m.Mean)
 		}
 	}
 	if m.NumClasses > 0 && len(m.ClassNames) > 0 && len(m.ClassNames) != m.NumClasses {

@@ -29,6 +29,10 @@ type Metrics struct {
 	DetectionError   float64 `json:"detection_error"`
 	NumID            int     `json:"n_id"`
 	NumOOD           int     `json:"n_ood"`
+	// NaNID and NaNOOD count the NaN scores, ranked as the most OOD (tied
+	// with +Inf), as a gate rejects them (NonFinite).
+	NaNID  int `json:"nan_id,omitempty"`
+	NaNOOD int `json:"nan_ood,omitempty"`
 }
 
 // ErrEmptySet is returned when the ID or the OOD side has no scores.
@@ -92,27 +96,40 @@ func averagePrecision(pts []rocPoint, nPos int) float64 {
 	return ap
 }
 
-func checkScores(what string, s []float64) error {
-	if len(s) == 0 {
-		return fmt.Errorf("%w: no %s scores", ErrEmptySet, what)
-	}
-	for i, v := range s {
+// rankNaN returns s with NaN as +Inf (the most OOD) and how many there were;
+// s itself is copied only when it has NaNs.
+func rankNaN(s []float64) ([]float64, int) {
+	n := 0
+	for _, v := range s {
 		if math.IsNaN(v) {
-			return fmt.Errorf("metrics: %s score %d is NaN", what, i)
+			n++
 		}
 	}
-	return nil
+	if n == 0 {
+		return s, 0
+	}
+	out := make([]float64, len(s))
+	for i, v := range s {
+		if math.IsNaN(v) {
+			v = math.Inf(1)
+		}
+		out[i] = v
+	}
+	return out, n
 }
 
 // Compute returns the metrics of OOD scores id (in-distribution samples)
-// against ood (out-of-distribution samples).
+// against ood (out-of-distribution samples). NaN scores rank as the most
+// OOD, tied with +Inf, and are counted (NaNID, NaNOOD).
 func Compute(id, ood []float64) (Metrics, error) {
-	if err := checkScores("in-distribution", id); err != nil {
-		return Metrics{}, err
+	if len(id) == 0 {
+		return Metrics{}, fmt.Errorf("%w: no in-distribution scores", ErrEmptySet)
 	}
-	if err := checkScores("OOD", ood); err != nil {
-		return Metrics{}, err
+	if len(ood) == 0 {
+		return Metrics{}, fmt.Errorf("%w: no OOD scores", ErrEmptySet)
 	}
+	id, nanID := rankNaN(id)
+	ood, nanOOD := rankNaN(ood)
 	nID, nOOD := len(id), len(ood)
 	// OOD positive: OOD scores are higher.
 	out := roc(ood, id)
@@ -127,7 +144,7 @@ func Compute(id, ood []float64) (Metrics, error) {
 	}
 	in := roc(negID, negOOD)
 
-	m := Metrics{NumID: nID, NumOOD: nOOD}
+	m := Metrics{NumID: nID, NumOOD: nOOD, NaNID: nanID, NaNOOD: nanOOD}
 	m.FPR95 = fprAtTPR(in, nID, nOOD, 0.95)
 	m.FPR95OODPositive = fprAtTPR(out, nOOD, nID, 0.95)
 	// Trapezoidal area over the OOD-positive ROC (ties count half).

@@ -1,6 +1,7 @@
 package gaia
 
 import (
+	"math"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -69,8 +70,23 @@ func TestMetricsDegenerate(t *testing.T) {
 	_, err = Compute([]float64{1}, []float64{})
 	assert.ErrorIs(t, err, ErrEmptySet)
 	assert.Contains(t, err.Error(), "OOD")
-	_, err = Compute([]float64{1}, []float64{1, nanValue()})
-	assert.ErrorContains(t, err, "NaN")
+}
+
+// NaN ranks as the most OOD, tied with +Inf, and is counted; one NaN no
+// longer blocks the metrics.
+func TestMetricsNaN(t *testing.T) {
+	inf := math.Inf(1)
+	id := []float64{1, 2, 3, nanValue(), 4}
+	ood := []float64{2.5, nanValue(), 5, inf, -inf}
+	m, err := Compute(id, ood)
+	require.NoError(t, err)
+	want, err := Compute([]float64{1, 2, 3, inf, 4}, []float64{2.5, inf, 5, inf, -inf})
+	require.NoError(t, err)
+	assert.Equal(t, 1, m.NaNID)
+	assert.Equal(t, 1, m.NaNOOD)
+	m.NaNID, m.NaNOOD = 0, 0
+	assert.Equal(t, want, m)
+	assert.False(t, math.IsNaN(id[3]) == false, "the caller's scores are not changed")
 }
 
 func nanValue() float64 { z := 0.0; return z / z }

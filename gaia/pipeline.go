@@ -61,6 +61,9 @@ func ScoreDatasetOn(ctx context.Context, scorers []*Scorer, l *data.Loader, sw *
 						d.rows = rowsOf(w.b, bs)
 					}
 				}
+				// The writer needs the rows, not the inputs: a batch waiting
+				// for an earlier one to be written holds only its rows.
+				w.b.X, w.b.X8 = nil, nil
 				results <- d
 			}
 		}(s)

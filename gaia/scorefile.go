@@ -3,11 +3,11 @@ package gaia
 import (
 	"bufio"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -30,32 +30,35 @@ type ScoreFile struct {
 
 var scoreHeader = []string{"index", "source", "label", "pred"}
 
-// ScoreWriter writes a score file atomically: rows go to a temporary file in
-// the same folder, which Commit flushes, syncs and renames into place, so an
-// interrupted run never leaves a partial file under the final name.
+// ScoreWriter writes a score file whole or not at all (an Output: see its
+// rules), with its provenance sidecar when WithSidecar is asked for: both go
+// to temporary files, which Commit syncs and renames, the sidecar first and
+// the score file last, so that a score file is never without its sidecar.
 type ScoreWriter struct {
-	path string
-	tmp  *os.File
-	w    *csv.Writer
-	bw   *bufio.Writer
-	n    int
-	dets int
+	path    string
+	out     *Output
+	sidecar *Output
+	w       *csv.Writer
+	bw      *bufio.Writer
+	n       int
+	dets    int
+	nan     []int // NaN scores per detector
 }
 
 // CreateScoreWriter starts a score file at path ("-" writes to out instead,
-// not atomically).
+// not atomically). The path is checked, and its temporary created, now:
+// before any scoring.
 func CreateScoreWriter(path string, detectors []string, out io.Writer) (*ScoreWriter, error) {
 	sw := &ScoreWriter{path: path, dets: len(detectors)}
 	if path == "-" {
 		sw.bw = bufio.NewWriter(out)
 	} else {
-		dir := filepath.Dir(path)
-		f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
+		o, err := CreateOutput(path)
 		if err != nil {
-			return nil, fmt.Errorf("score file %s: %w", path, err)
+			return nil, fmt.Errorf("score file %w", err)
 		}
-		sw.tmp = f
-		sw.bw = bufio.NewWriterSize(f, 1<<16)
+		sw.out = o
+		sw.bw = bufio.NewWriterSize(o.File(), 1<<16)
 	}
 	sw.w = csv.NewWriter(sw.bw)
 	if err := sw.w.Write(append(append([]string(nil), scoreHeader...), detectors...)); err != nil {
@@ -65,9 +68,42 @@ func CreateScoreWriter(path string, detectors []string, out io.Writer) (*ScoreWr
 	return sw, nil
 }
 
+// WithSidecar creates the temporary of the score file's provenance sidecar
+// (ScoreMetaPath) now, so that its folder and path are checked before
+// scoring; Commit then needs its contents. Without a file (path "-", a
+// device or a FIFO) it does nothing.
+func (sw *ScoreWriter) WithSidecar() error {
+	if sw.out == nil || sw.out.Direct() {
+		return nil
+	}
+	o, err := CreateOutput(ScoreMetaPath(sw.out.final))
+	if err != nil {
+		sw.Abort()
+		return fmt.Errorf("provenance of score file %s: %w", sw.path, err)
+	}
+	sw.sidecar = o
+	return nil
+}
+
 func formatScore(v float64) string {
 	return strconv.FormatFloat(v, 'g', 9, 64)
 }
+
+// NonFinite is what non-finite scores mean, wherever gaia reads or writes
+// them. Score files write them as NaN, +Inf and -Inf (strconv's spelling;
+// the reader takes any ParseFloat does), and gaia serve's JSON as the
+// strings "NaN", "+Inf" and "-Inf".
+//
+//   - +Inf: as OOD as a score can be (GAIA-A when the output gradient o
+//     vanishes: x/0, and 0/0 too).
+//   - -Inf: as in-distribution as a score can be.
+//   - NaN: the score could not be computed, because the model's outputs for
+//     the sample were not finite (an input overflowed, a broken model).
+//     eval ranks NaN as the most OOD (tied with +Inf) and counts it in the
+//     table's notes and in the metrics' nan_id/nan_ood; calibrate places
+//     the threshold as if NaN were +Inf; a gate never accepts NaN (serve
+//     answers ood: true); score warns of them at the end of the run.
+const NonFinite = "NaN is ranked as most OOD; +Inf is most OOD; -Inf is least OOD"
 
 // Append writes rows.
 func (sw *ScoreWriter) Append(rows []ScoreRow) error {
@@ -85,6 +121,12 @@ func (sw *ScoreWriter) Append(rows []ScoreRow) error {
 		rec[3] = strconv.Itoa(r.Pred)
 		for i, v := range r.Scores {
 			rec[4+i] = formatScore(v)
+			if math.IsNaN(v) {
+				if sw.nan == nil {
+					sw.nan = make([]int, sw.dets)
+				}
+				sw.nan[i]++
+			}
 		}
 		if err := sw.w.Write(rec); err != nil {
 			return fmt.Errorf("score file %s: %w", sw.path, err)
@@ -94,46 +136,55 @@ func (sw *ScoreWriter) Append(rows []ScoreRow) error {
 	return nil
 }
 
+// NaNs is the number of NaN scores written per detector (nil: none).
+func (sw *ScoreWriter) NaNs() []int { return sw.nan }
+
 // Rows is the number of rows written so far.
 func (sw *ScoreWriter) Rows() int { return sw.n }
 
-// Commit finishes the file and moves it into place.
-func (sw *ScoreWriter) Commit() error {
+// Commit finishes the file and moves it into place (with its sidecar's
+// contents when WithSidecar was asked for: the sidecar lands first).
+func (sw *ScoreWriter) Commit() error { return sw.CommitWith(nil) }
+
+// CommitWith is Commit with the sidecar's contents.
+func (sw *ScoreWriter) CommitWith(sidecar []byte) error {
+	fail := func(err error) error {
+		sw.Abort()
+		return fmt.Errorf("score file %s: %w", sw.path, err)
+	}
 	sw.w.Flush()
 	if err := sw.w.Error(); err != nil {
-		sw.Abort()
-		return fmt.Errorf("score file %s: %w", sw.path, err)
+		return fail(err)
 	}
 	if err := sw.bw.Flush(); err != nil {
-		sw.Abort()
-		return fmt.Errorf("score file %s: %w", sw.path, err)
+		return fail(err)
 	}
-	if sw.tmp == nil {
+	if sw.out == nil {
 		return nil
 	}
-	if err := sw.tmp.Sync(); err != nil {
-		sw.Abort()
+	outs := []*Output{sw.out}
+	if sw.sidecar != nil {
+		if sidecar == nil {
+			return fail(errors.New("its provenance sidecar has no contents"))
+		}
+		if _, err := sw.sidecar.Write(sidecar); err != nil {
+			return fail(fmt.Errorf("provenance %s: %w", sw.sidecar.Path, err))
+		}
+		outs = []*Output{sw.sidecar, sw.out}
+	}
+	if err := CommitOutputs(outs...); err != nil {
+		sw.out, sw.sidecar = nil, nil
 		return fmt.Errorf("score file %s: %w", sw.path, err)
 	}
-	if err := sw.tmp.Close(); err != nil {
-		os.Remove(sw.tmp.Name())
-		return fmt.Errorf("score file %s: %w", sw.path, err)
-	}
-	if err := os.Rename(sw.tmp.Name(), sw.path); err != nil {
-		os.Remove(sw.tmp.Name())
-		return fmt.Errorf("score file %s: %w", sw.path, err)
-	}
-	sw.tmp = nil
+	sw.out, sw.sidecar = nil, nil
 	return nil
 }
 
-// Abort drops the temporary file; the final path is untouched.
+// Abort drops the temporary files; the final paths are untouched.
 func (sw *ScoreWriter) Abort() {
-	if sw.tmp != nil {
-		sw.tmp.Close()
-		os.Remove(sw.tmp.Name())
-		sw.tmp = nil
-	}
+	sw.out.Abort()
+	sw.sidecar.Abort()
+	sw.out, sw.sidecar = nil, nil
 }
 
 // ReadScoreFile reads a score file, checking its header and every row.
@@ -176,7 +227,8 @@ func ReadScoreFile(path string) (*ScoreFile, error) {
 			return nil, fmt.Errorf("score file %s:%d: pred %q", path, line, rec[3])
 		}
 		for i, v := range rec[4:] {
-			if row.Scores[i], err = strconv.ParseFloat(v, 64); err != nil || math.IsNaN(row.Scores[i]) {
+			// NaN, +Inf and -Inf are scores too (NonFinite says what they mean).
+			if row.Scores[i], err = strconv.ParseFloat(v, 64); err != nil {
 				return nil, fmt.Errorf("score file %s:%d: %s score %q is not a number", path, line, sf.Detectors[i], v)
 			}
 		}

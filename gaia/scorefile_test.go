@@ -2,6 +2,7 @@ package gaia
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,4 +65,38 @@ func TestScoreFileRoundTripAndAbort(t *testing.T) {
 	assert.ErrorContains(t, err, "no rows")
 	_, err = CreateScoreWriter(filepath.Join(dir, "no", "such", "dir.csv"), []string{"msp"}, nil)
 	assert.Error(t, err)
+}
+
+// NaN, +Inf and -Inf are written and read back (a NaN in one detector's
+// column no longer makes the file unreadable), and counted while written.
+func TestScoreFileNonFinite(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.csv")
+	sw, err := CreateScoreWriter(p, []string{"gaia-a", "msp"}, nil)
+	require.NoError(t, err)
+	nan, inf := math.NaN(), math.Inf(1)
+	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Label: -1, Scores: []float64{inf, nan}},
+		{Index: 1, Label: -1, Scores: []float64{-inf, -0.5}}, {Index: 2, Label: -1, Scores: []float64{1, nan}}}))
+	assert.Equal(t, []int{0, 2}, sw.NaNs())
+	require.NoError(t, sw.Commit())
+	raw, _ := os.ReadFile(p)
+	assert.Contains(t, string(raw), "0,,,0,+Inf,NaN\n1,,,0,-Inf,-0.5\n")
+	sf, err := ReadScoreFile(p)
+	require.NoError(t, err)
+	assert.True(t, math.IsInf(sf.Rows[0].Scores[0], 1))
+	assert.True(t, math.IsNaN(sf.Rows[0].Scores[1]))
+	assert.True(t, math.IsInf(sf.Rows[1].Scores[0], -1))
+	col, err := sf.Column("gaia-a")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{inf, -inf, 1}, col)
+
+	// eval: the other detector's metrics are there, and the NaNs are noted.
+	ood := &ScoreFile{Path: "ood.csv", Detectors: sf.Detectors, Rows: []ScoreRow{{Scores: []float64{2, nan}}, {Scores: []float64{3, 0}}}}
+	tab, err := Evaluate(sf, []OODSet{{Name: "x", Scores: ood}})
+	require.NoError(t, err)
+	notes := tab.NaNNotes()
+	require.Len(t, notes, 1)
+	assert.Contains(t, notes[0], "msp: 2 of 3 ID scores and 1 of 2 in x are NaN")
+	var b bytes.Buffer
+	require.NoError(t, tab.Write(&b, "table", false))
+	assert.Contains(t, b.String(), "ranked as the most OOD")
 }

@@ -200,3 +200,26 @@ func TestDefaultTaps(t *testing.T) {
 		})
 	}
 }
+
+// GAIA-A's 0/0: a model whose ReLUs are all off and whose classifier is zero
+// has a vanished output gradient o and vanished inner gradients; its score is
+// +Inf (a vanished output gradient is the abnormality), not NaN.
+func TestGAIAAZeroOverZero(t *testing.T) {
+	dir := testenv.Testdata(t)
+	m, err := torch.Load(filepath.Join(dir, "degenerate_cnn.pt"), testenv.Device())
+	require.NoError(t, err)
+	defer m.Close()
+	s, err := NewScorer(m, ScorerConfig{Detectors: []string{"gaia-a", "msp"}, Std: []float64{0.5}})
+	require.NoError(t, err)
+	x := &torch.Tensor{Shape: []int{3, 1, 28, 28}, Data: make([]float32, 3*28*28)}
+	for i := range x.Data {
+		x.Data[i] = float32(i%7) / 7
+	}
+	bs, err := s.Score(x)
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		sc := bs.Sample(i)
+		assert.True(t, math.IsInf(sc[0], 1), "sample %d: gaia-a %v", i, sc[0])
+		assert.InDelta(t, -0.1, sc[1], 1e-6, "msp of a uniform softmax over 10 classes")
+	}
+}

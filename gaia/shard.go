@@ -216,6 +216,9 @@ func Merge(dir, out string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := sw.WithSidecar(); err != nil {
+		return 0, err
+	}
 	next := 0
 	for _, m := range ms {
 		if m.Start != next {
@@ -243,13 +246,15 @@ func Merge(dir, out string) (int, error) {
 		return 0, fmt.Errorf("merge: the shards end at sample %d of %d", next, first.Samples)
 	}
 	rows := sw.Rows()
-	if err := sw.Commit(); err != nil {
-		return 0, err
-	}
 	meta := first.Score
 	meta.Rows = rows
-	if err := WriteJSON(ScoreMetaPath(out), &meta); err != nil {
-		return rows, err
+	sidecar, err := JSONFile(&meta)
+	if err != nil {
+		sw.Abort()
+		return 0, err
+	}
+	if err := sw.CommitWith(sidecar); err != nil {
+		return 0, err
 	}
 	return rows, nil
 }

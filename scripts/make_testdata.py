@@ -48,6 +48,43 @@ class PlainCNN(nn.Module):
         return self.fc(x)
 
 
+class RaisingCNN(nn.Module):
+    """A small BatchNorm CNN whose forward raises for batches over 4 (the
+    serve tests' model that fails its warm-up at a larger max batch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        if x.size(0) > 4:
+            raise RuntimeError("raising_cnn: batches over 4 are refused")
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+class DegenerateCNN(nn.Module):
+    """conv, BatchNorm with bias -100 (every ReLU off), a zero classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+        with torch.no_grad():
+            self.bn.bias.fill_(-100.0)
+            self.fc.weight.zero_()
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
 def plain_reference(model, x):
     """Gradients of sum max logit at the ReLU inputs (the conv outputs)."""
     vals, names = [], []
@@ -80,6 +117,29 @@ def make(arch, out, seed):
             if json.load(f).get("torch_version") == torch.__version__:
                 return
     torch.manual_seed(seed)
+    if arch == "raising_cnn":
+        torch.jit.script(RaisingCNN().eval()).save(os.path.join(out, "raising_cnn.pt"))
+        meta = {"names": ["bn"], "torch_version": torch.__version__}
+        with open(os.path.join(out, "raising_cnn.json"), "w") as f:
+            json.dump({"arch": "raising_cnn", "num_classes": 10, "input_size": [1, 28, 28],
+                       "mean": [0.5], "std": [0.5]}, f)
+        with open(stamp, "w") as f:
+            json.dump(meta, f)
+        print("testdata: raising_cnn", flush=True)
+        return
+    if arch == "degenerate_cnn":
+        # Every ReLU off (a BatchNorm bias of -100) and a zero classifier:
+        # the output gradient o and GAIA-A's inner gradients both vanish
+        # (GAIA-A's 0/0, which gaia scores +Inf).
+        m = DegenerateCNN().eval()
+        torch.jit.script(m).save(os.path.join(out, "degenerate_cnn.pt"))
+        with open(os.path.join(out, "degenerate_cnn.json"), "w") as f:
+            json.dump({"arch": "degenerate_cnn", "num_classes": 10, "input_size": [1, 28, 28],
+                       "mean": [0.5], "std": [0.5]}, f)
+        with open(stamp, "w") as f:
+            json.dump({"names": ["bn"], "torch_version": torch.__version__}, f)
+        print("testdata: degenerate_cnn", flush=True)
+        return
     if arch == "plain_cnn":
         model = PlainCNN().eval()
         x = torch.randn(2, 3, 16, 16)
@@ -201,7 +261,7 @@ def make_detector_refs(out, seed):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--archs", default=",".join(DEFAULT_ARCHS + ["plain_cnn"]))
+    p.add_argument("--archs", default=",".join(DEFAULT_ARCHS + ["plain_cnn", "raising_cnn", "degenerate_cnn"]))
     p.add_argument("--seed", type=int, default=7)
     a = p.parse_args()
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)

@@ -56,7 +56,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	res, err := bench.Run(ctx, cfg, progress)
 	if err != nil {
-		return err
+		return interrupted(err, fmt.Sprintf("the sets scored before (and the fit) are kept in %s and reused by a rerun; the set being scored left nothing", cfg.Out))
 	}
 	if err := res.Table.Write(stdout, *format, false); err != nil {
 		return usageError{err.Error()}

@@ -78,93 +78,64 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return writeAtomically(*out, func(f *os.File) error {
-		bw := bufio.NewWriterSize(f, 1<<20)
-		if _, err := bw.Write(npy.Header(dtype, []int{n, c, h, w})); err != nil {
-			return err
-		}
-		srcs, err := os.Create(*out + ".sources.tsv.partial")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(srcs.Name())
-		sw := bufio.NewWriter(srcs)
-		fmt.Fprintln(sw, "index\tlabel\tsource")
-		var progress io.Writer = stderr
-		if *quiet {
-			progress = nil
-		}
-		p := gaia.NewProgress(progress, "dump", n)
-		l := &data.Loader{Src: ds.Source, Transform: ds.Transform, BatchSize: 64, Workers: *workers, End: n, Raw: *raw}
-		err = l.Run(ctx, func(b *data.Batch) error {
-			if *raw {
-				if _, err := bw.Write(b.X8); err != nil {
-					return err
-				}
-			} else {
-				buf := make([]byte, len(b.X)*elem)
-				for i, v := range b.X {
-					binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-				}
-				if _, err := bw.Write(buf); err != nil {
-					return err
-				}
-			}
-			for i := 0; i < b.N; i++ {
-				fmt.Fprintf(sw, "%d\t%d\t%s\n", b.Index[i], b.Label[i], b.Source[i])
-			}
-			p.Add(b.N)
-			return nil
-		})
-		p.Finish()
-		if err != nil {
-			srcs.Close()
-			return err
-		}
-		if err := sw.Flush(); err != nil {
-			srcs.Close()
-			return fmt.Errorf("%s: %w", srcs.Name(), err)
-		}
-		if err := srcs.Close(); err != nil {
-			return err
-		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		if err := os.Rename(srcs.Name(), *out+".sources.tsv"); err != nil {
-			return err
-		}
-		if !*quiet {
-			fmt.Fprintf(stderr, "wrote %d x %d x %d x %d %s to %s (sources in %s.sources.tsv)\n", n, c, h, w, dtype, *out, filepath.Base(*out))
-		}
-		return nil
-	})
-}
-
-// writeAtomically writes path through a temporary file in its folder,
-// renamed into place when write succeeds; on failure nothing is left.
-func writeAtomically(path string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	arr, err := gaia.CreateOutput(*out)
 	if err != nil {
 		return err
 	}
-	if err := write(f); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+	defer arr.Abort()
+	srcs, err := gaia.CreateOutput(*out + ".sources.tsv")
+	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+	defer srcs.Abort()
+	bw := bufio.NewWriterSize(arr.File(), 1<<20)
+	if _, err := bw.Write(npy.Header(dtype, []int{n, c, h, w})); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	sw := bufio.NewWriter(srcs.File())
+	fmt.Fprintln(sw, "index\tlabel\tsource")
+	var progress io.Writer = stderr
+	if *quiet {
+		progress = nil
+	}
+	p := gaia.NewProgress(progress, "dump", n)
+	l := &data.Loader{Src: ds.Source, Transform: ds.Transform, BatchSize: 64, Workers: *workers, End: n, Raw: *raw}
+	err = l.Run(ctx, func(b *data.Batch) error {
+		if *raw {
+			if _, err := bw.Write(b.X8); err != nil {
+				return fmt.Errorf("write %s: %w", *out, err)
+			}
+		} else {
+			buf := make([]byte, len(b.X)*elem)
+			for i, v := range b.X {
+				binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+			}
+			if _, err := bw.Write(buf); err != nil {
+				return fmt.Errorf("write %s: %w", *out, err)
+			}
+		}
+		for i := 0; i < b.N; i++ {
+			fmt.Fprintf(sw, "%d\t%d\t%s\n", b.Index[i], b.Label[i], b.Source[i])
+		}
+		p.Add(b.N)
+		return nil
+	})
+	p.Finish()
+	if err != nil {
+		return interrupted(err, "nothing was written")
+	}
+	if err := sw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", srcs.Path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	// The array last: where it is, its sources are too.
+	if err := gaia.CommitOutputs(srcs, arr); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
+	if !*quiet {
+		fmt.Fprintf(stderr, "wrote %d x %d x %d x %d %s to %s (sources in %s.sources.tsv)\n", n, c, h, w, dtype, *out, filepath.Base(*out))
 	}
 	return nil
 }

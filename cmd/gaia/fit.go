@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -54,6 +53,9 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	if err := gaia.CheckOutput(*out); err != nil { // before the pass, not after it
+		return fmt.Errorf("fit: %w", err)
+	}
 	cfg := f.modelConfig(nil)
 	cfg.Device = devs[0] // a fit runs on one device
 	model, err := gaia.ReadModel(cfg)
@@ -86,10 +88,7 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 	fit, err := run.Run(ctx)
 	p.Finish()
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("fit: interrupted: nothing was written to %s", *out)
-		}
-		return err
+		return interrupted(err, fmt.Sprintf("nothing was written to %s", *out))
 	}
 	if err := gaia.WriteFit(*out, fit); err != nil {
 		return err

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -125,4 +126,13 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
+}
+
+// interrupted says, for a run stopped by SIGINT or SIGTERM (its context
+// canceled), that it was interrupted and what was kept; other errors pass.
+func interrupted(err error, kept string) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted (SIGINT or SIGTERM): %s", kept)
+	}
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,12 +27,14 @@ type scoreFlags struct {
 	skipBad, quiet   bool
 	fit              string
 	settings         gaia.Settings
+	maxImageBytes    int64
 }
 
 func (f *scoreFlags) register(fs interface {
 	StringVar(*string, string, string, string)
 	IntVar(*int, string, int, string)
 	BoolVar(*bool, string, bool, string)
+	Int64Var(*int64, string, int64, string)
 }) {
 	fs.StringVar(&f.model, "model", "", "the TorchScript `file` (MODEL.json beside it gives input size, mean and std)")
 	fs.StringVar(&f.device, "device", "auto", "`device`: auto, cpu, cuda, cuda:N, cuda:all or a list (cuda:0,cuda:2): one model replica per device")
@@ -43,6 +46,7 @@ func (f *scoreFlags) register(fs interface {
 	fs.StringVar(&f.std, "std", "", "per-channel `std`s (default: from MODEL.json)")
 	fs.BoolVar(&f.skipBad, "skip-bad", false, "skip unreadable samples, and count them, instead of stopping")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
+	fs.Int64Var(&f.maxImageBytes, "max-image-bytes", data.MaxImageBytes, "`bytes` one image may take decoded (channels and bit depth counted); decoding holds at most workers x this")
 	fs.StringVar(&f.fit, "fit", "", "a fit `file` (gaia fit) for the detectors that need one (mahalanobis, react, knn, vim, dice, klm)")
 }
 
@@ -67,6 +71,10 @@ func (f *scoreFlags) check(cmd string) error {
 	if f.workers < 0 {
 		return usagef("%s: -workers must not be negative (0: one per CPU)", cmd)
 	}
+	if f.maxImageBytes <= 0 {
+		return usagef("%s: -max-image-bytes must be positive", cmd)
+	}
+	data.MaxImageBytes = f.maxImageBytes
 	return nil
 }
 
@@ -211,6 +219,11 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	if err != nil {
 		return gaia.Summary{}, err
 	}
+	if sh == nil { // a shard's manifest, not a sidecar, says it is complete
+		if err := sw.WithSidecar(); err != nil {
+			return gaia.Summary{}, err
+		}
+	}
 	var sum gaia.Summary
 	if end > start { // a shard of a set smaller than the shard count may be empty
 		l := &data.Loader{Src: src, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad, Start: start, End: end}
@@ -221,24 +234,42 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 		}
 		if err != nil {
 			sw.Abort()
-			return sum, err
+			kept := fmt.Sprintf("nothing was written to %s (an interrupted run leaves no partial file); run it again", out)
+			if sh != nil {
+				kept = fmt.Sprintf("this shard left nothing in %s; shards complete there are kept, and a rerun skips them", sh.dir)
+			}
+			return sum, interrupted(err, kept)
 		}
 		if sum.Rows == 0 {
 			sw.Abort()
 			return sum, fmt.Errorf("%s: every sample was skipped as unreadable", src.Describe())
 		}
 	}
-	if err := sw.Commit(); err != nil {
+	var sidecar []byte
+	if sh == nil && out != "-" {
+		if sidecar, err = gaia.JSONFile(model.Provenance(spec, sum.Rows)); err != nil {
+			sw.Abort()
+			return sum, err
+		}
+	}
+	if err := sw.CommitWith(sidecar); err != nil {
 		return sum, err
 	}
 	if len(sum.Skipped) > 0 {
 		fmt.Fprintf(stderr, "skipped %d unreadable samples, the first: %v\n", len(sum.Skipped), sum.Skipped[0].Err)
 	}
-	if out == "-" {
-		return sum, nil
+	if nan := sw.NaNs(); nan != nil {
+		var parts []string
+		for i, n := range nan {
+			if n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", dets[i], n))
+			}
+		}
+		fmt.Fprintf(stderr, "warning: NaN scores of %d samples (%s): the model's outputs were not finite for them (check --mean/--std and the inputs); eval ranks NaN as the most OOD and a gate rejects it\n",
+			slices.Max(nan), strings.Join(parts, ", "))
 	}
-	if sh == nil {
-		return sum, gaia.WriteJSON(gaia.ScoreMetaPath(out), model.Provenance(spec, sum.Rows))
+	if out == "-" || sh == nil {
+		return sum, nil
 	}
 	// The manifest goes last: until it is there, the shard does not count.
 	man.Score = *model.Provenance(spec, sum.Rows)

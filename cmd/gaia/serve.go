@@ -35,10 +35,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxInputs, "max-inputs", 0, "inputs per request at most (default 4 x max-batch)")
 	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 32<<20, "request body `bytes` at most")
 	fs.Int64Var(&cfg.MaxPixels, "max-pixels", 4096*4096, "declared image `pixels` at most")
-	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per-request deadline, queue and scoring")
+	fs.Int64Var(&cfg.MaxImageBytes, "max-image-bytes", 128<<20, "`bytes` one image may take decoded (channels and bit depth counted); decoding holds at most decode slots (the CPUs) x this")
+	fs.Int64Var(&cfg.BodyMemory, "body-memory", 0, "request body `bytes` held at once, past which requests get 503 (default 16 x max-bytes)")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 20*time.Second, "how long a request body may take to arrive (408 after)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "keep-alive connections idle this long are closed")
+	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per-request deadline once the body has arrived: decode, queue and scoring")
 	fs.IntVar(&cfg.Threads, "threads", 0, "LibTorch intra-op threads for batches (default: every core)")
 	fs.IntVar(&cfg.SmallBatch, "small-batch", 4, "batches of fewer inputs run on one thread (1: never)")
-	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	grace := fs.Duration("grace", 60*time.Second, "on SIGTERM, how long requests in flight may take to finish (they end sooner: within read-timeout + timeout)")
 	logJSON := fs.Bool("log-json", false, "logs as JSON lines (default text)")
 	debug := fs.Bool("debug", false, "log every request")
 	if err := parse(fs, args); err != nil {
@@ -81,16 +85,26 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	hs := s.HTTPServer()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	warm := make(chan error, 1)
+	go func() { warm <- s.WaitReady(ctx) }()
 	cfg.Logger.Info("listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
-	select {
-	case err := <-errc:
-		s.Close()
-		return err
-	case <-ctx.Done():
+	for ctx.Err() == nil {
+		select {
+		case err := <-errc:
+			s.Close()
+			return err
+		case err := <-warm:
+			if err != nil && ctx.Err() == nil { // a model that cannot score a full batch fails the start
+				hs.Close()
+				s.Close()
+				return err
+			}
+		case <-ctx.Done():
+		}
 	}
 	cfg.Logger.Info("shutting down: finishing the requests in flight", "grace", *grace)
 	sctx, cancel := context.WithTimeout(context.Background(), *grace)

@@ -82,6 +82,8 @@ func TestCIFARBinary(t *testing.T) {
 	assert.ErrorContains(t, err, "whole number of 3073-byte records")
 	_, err = Open(&Spec{Kind: "cifar-bin", Arg: filepath.Join(dir, "none.bin"), Options: map[string]string{}})
 	assert.ErrorContains(t, err, "none.bin")
+	_, err = Open(&Spec{Kind: "cifar-bin", Arg: dir, Options: map[string]string{}})
+	assert.ErrorContains(t, err, "is a folder or special file: cifar-bin: and cifar100-bin: read one CIFAR binary file")
 }
 
 func TestCIFAR100Binary(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"image/color"
 	"image/png"
 	"os"
 )
@@ -12,13 +13,65 @@ import (
 // (a decompression bomb declares a huge size in a small file).
 const MaxPixels = 64 << 20
 
+// MaxImageBytes bounds the memory one image takes while it is decoded
+// (DecodedBytes: its pixels as the decoder holds them, at their channels
+// and bit depth, and the 8-bit copy made of them), for the commands that
+// read image sets; the loader's workers decode one image each, so decoding
+// holds at most workers x MaxImageBytes. A command's --max-image-bytes
+// sets it before any image is read.
+var MaxImageBytes int64 = 512 << 20
+
 // ErrTooLarge is returned (wrapped) for an image whose declared size is over
 // the limit: it is refused before any pixel is decoded.
 var ErrTooLarge = errors.New("declared size is over the limit")
 
+// Limits bound an image before it is decoded: its declared pixels and the
+// bytes decoding it would hold (DecodedBytes); zero or negative: no bound.
+type Limits struct {
+	Pixels int64
+	Bytes  int64
+}
+
+// DefaultLimits are MaxPixels and MaxImageBytes.
+func DefaultLimits() Limits { return Limits{Pixels: MaxPixels, Bytes: MaxImageBytes} }
+
+// check refuses w x h pixels that hold bytes while decoding.
+func (l Limits) check(w, h int, bytes int64, what string) error {
+	if w <= 0 || h <= 0 {
+		return fmt.Errorf("%w: %dx%d", ErrTooLarge, w, h)
+	}
+	if l.Pixels > 0 && int64(w)*int64(h) > l.Pixels {
+		return fmt.Errorf("%w: %dx%d (at most %d pixels)", ErrTooLarge, w, h, l.Pixels)
+	}
+	if l.Bytes > 0 && bytes > l.Bytes {
+		return fmt.Errorf("%w: a %dx%d %s takes %d MiB to decode (at most %d MiB: --max-image-bytes)",
+			ErrTooLarge, w, h, what, bytes>>20, l.Bytes>>20)
+	}
+	return nil
+}
+
+// pngBytes is what Go's PNG decoder holds for a w x h image of color model
+// m (its image type's bytes per pixel), plus the 8-bit copy of at most 3
+// channels the pipeline makes of it.
+func pngBytes(w, h int, m color.Model) (int64, string) {
+	bpp, what := int64(4), "8-bit PNG"
+	switch m {
+	case color.GrayModel:
+		bpp = 1
+	case color.Gray16Model:
+		bpp, what = 2, "16-bit gray PNG"
+	case color.RGBA64Model, color.NRGBA64Model:
+		bpp, what = 8, "16-bit color PNG"
+	default:
+		if _, ok := m.(color.Palette); ok {
+			bpp, what = 1, "palette PNG"
+		}
+	}
+	return int64(w) * int64(h) * (bpp + 3), what
+}
+
 // DecodeFile decodes a PNG or JPEG file as Pillow's Image.open does (8-bit
-// L or RGB, see Decode), refusing declared sizes over MaxPixels; errors
-// name the file.
+// L or RGB, see Decode), within DefaultLimits; errors name the file.
 func DecodeFile(path string) (Image, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -36,12 +89,13 @@ func DecodeFile(path string) (Image, error) {
 // through libjpeg-turbo with Pillow's settings (JPEGDecoder says which
 // decoder this build has), PNGs through Go's decoder, whose pixels are
 // lossless and the same, converted by Pillow's rules (fromGoImage).
-func Decode(raw []byte) (Image, error) { return DecodeLimit(raw, MaxPixels) }
+func Decode(raw []byte) (Image, error) { return DecodeLimit(raw, DefaultLimits()) }
 
-// DecodeLimit is Decode refusing images that declare more than maxPixels
-// pixels before decoding them (decompression bombs).
-func DecodeLimit(raw []byte, maxPixels int64) (Image, error) {
-	return decodeScaled(raw, maxPixels, 1)
+// DecodeLimit is Decode refusing, before decoding them, images over lim:
+// decompression bombs, and 16-bit images whose decoded pixels would take
+// many times their file's size.
+func DecodeLimit(raw []byte, lim Limits) (Image, error) {
+	return decodeScaled(raw, lim, 1)
 }
 
 var (
@@ -50,17 +104,18 @@ var (
 )
 
 // decodeScaled is DecodeLimit, decoding a JPEG at 1/scale (DCT scaling).
-func decodeScaled(raw []byte, maxPixels int64, scale int) (Image, error) {
+func decodeScaled(raw []byte, lim Limits, scale int) (Image, error) {
 	switch {
 	case bytes.HasPrefix(raw, jpegMagic):
-		return decodeJPEG(raw, maxPixels, scale)
+		return decodeJPEG(raw, lim, scale)
 	case bytes.HasPrefix(raw, pngMagic):
 		cfg, err := png.DecodeConfig(bytes.NewReader(raw))
 		if err != nil {
 			return Image{}, fmt.Errorf("corrupt PNG: %w", err)
 		}
-		if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > maxPixels {
-			return Image{}, fmt.Errorf("%w: %dx%d (at most %d pixels)", ErrTooLarge, cfg.Width, cfg.Height, maxPixels)
+		n, what := pngBytes(cfg.Width, cfg.Height, cfg.ColorModel)
+		if err := lim.check(cfg.Width, cfg.Height, n, what); err != nil {
+			return Image{}, err
 		}
 		im, err := png.Decode(bytes.NewReader(raw))
 		if err != nil {

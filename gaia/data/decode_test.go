@@ -66,10 +66,16 @@ func TestDecodeBadJPEGs(t *testing.T) {
 		assert.Contains(t, err.Error(), "corrupt JPEG")
 	}
 	// A bomb: the header declares 60000 x 60000; refused before decoding.
-	_, err = DecodeLimit(setJPEGSize(t, good, 60000, 60000), 64<<20)
+	_, err = DecodeLimit(setJPEGSize(t, good, 60000, 60000), Limits{Pixels: 64 << 20})
 	assert.True(t, errors.Is(err, ErrTooLarge), "%v", err)
-	_, err = DecodeLimit(good, 100)
+	_, err = DecodeLimit(good, Limits{Pixels: 100})
 	assert.True(t, errors.Is(err, ErrTooLarge), "a limit below the real size: %v", err)
+	// Bytes held while decoding: a 48 x 40 RGB JPEG holds about 2 x 5760
+	// bytes (libjpeg-turbo's output and its copy; Go's decoder, 7 a pixel).
+	_, err = DecodeLimit(good, Limits{Bytes: 5000})
+	assert.ErrorContains(t, err, "48x40 JPEG takes 0 MiB to decode")
+	_, err = DecodeLimit(good, Limits{Bytes: 14000})
+	assert.NoError(t, err)
 	// Garbage after a valid start, an empty file, an unknown format.
 	junk := append(append([]byte(nil), good[:30]...), bytes.Repeat([]byte{0x55}, 500)...)
 	_, err = Decode(junk)
@@ -116,7 +122,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(b.Bytes())
 	f.Add([]byte{0xff, 0xd8, 0xff})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		img, err := DecodeLimit(raw, 1<<20)
+		img, err := DecodeLimit(raw, Limits{Pixels: 1 << 20, Bytes: 64 << 20})
 		if err != nil {
 			return
 		}
@@ -124,4 +130,28 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded %dx%dx%d with %d bytes", img.C, img.H, img.W, len(img.Pix8))
 		}
 	})
+}
+
+// PNGs are bounded by the bytes they take decoded, counting bit depth and
+// channels as Go's decoder holds them: a 512 x 512 16-bit RGBA PNG (a few KB
+// of file) takes 512*512*(8+3) bytes, an 8-bit gray one 512*512*(1+3).
+func TestDecodeBytesLimit(t *testing.T) {
+	enc := func(im image.Image) []byte {
+		var b bytes.Buffer
+		require.NoError(t, png.Encode(&b, im))
+		return b.Bytes()
+	}
+	deep := enc(image.NewRGBA64(image.Rect(0, 0, 512, 512)))
+	gray := enc(image.NewGray(image.Rect(0, 0, 512, 512)))
+	assert.Less(t, len(deep), 20000)
+	_, err := DecodeLimit(deep, Limits{Bytes: 512*512*11 - 1})
+	assert.True(t, errors.Is(err, ErrTooLarge))
+	assert.ErrorContains(t, err, "512x512 16-bit color PNG takes 2 MiB to decode")
+	_, err = DecodeLimit(deep, Limits{Bytes: 512 * 512 * 11})
+	assert.NoError(t, err)
+	_, err = DecodeLimit(gray, Limits{Bytes: 512*512*4 - 1})
+	assert.ErrorContains(t, err, "8-bit PNG")
+	img, err := DecodeLimit(gray, Limits{Bytes: 512 * 512 * 4})
+	require.NoError(t, err)
+	assert.Equal(t, 1, img.C)
 }

@@ -35,6 +35,10 @@ func openCIFAR(path string, labelBytes int) (Source, error) {
 		f.Close()
 		return nil, fmt.Errorf("cifar: %w", err)
 	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("cifar: %s is a folder or special file: cifar-bin: and cifar100-bin: read one CIFAR binary file (data_batch_1.bin, test_batch.bin); for a folder of images use folder:", path)
+	}
 	rec := int64(labelBytes + 3072)
 	if st.Size() == 0 || st.Size()%rec != 0 {
 		f.Close()
@@ -180,7 +184,7 @@ func (f *files) LoadFor(i int, t *Transform) (Image, string, int, error) {
 	if cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw)); err == nil {
 		scale = t.draftScale(cfg.Width, cfg.Height)
 	}
-	img, err := decodeScaled(raw, MaxPixels, scale)
+	img, err := decodeScaled(raw, DefaultLimits(), scale)
 	if err != nil {
 		return Image{}, p, f.labels[i], fmt.Errorf("%s: %w", p, err)
 	}

@@ -31,13 +31,13 @@ func JPEGPillowExact() bool { return true }
 // files, RGB converted as Pillow converts its CMYK), refusing a declared
 // size over maxPixels before allocating. scale > 1 decodes at 1/scale in
 // the DCT domain (libjpeg-turbo's, as Pillow's draft).
-func decodeJPEG(raw []byte, maxPixels int64, scale int) (Image, error) {
+func decodeJPEG(raw []byte, lim Limits, scale int) (Image, error) {
 	if len(raw) == 0 {
 		return Image{}, errors.New("empty file")
 	}
 	var out C.gaia_jpeg_image
 	var msg [256]C.char
-	rc := C.gaia_jpeg_decode((*C.uchar)(unsafe.Pointer(&raw[0])), C.ulong(len(raw)), C.longlong(maxPixels), C.int(scale),
+	rc := C.gaia_jpeg_decode((*C.uchar)(unsafe.Pointer(&raw[0])), C.ulong(len(raw)), C.longlong(lim.Pixels), C.longlong(lim.Bytes), C.int(scale),
 		&out, &msg[0], C.size_t(len(msg)))
 	if rc != 0 {
 		text := C.GoString(&msg[0])

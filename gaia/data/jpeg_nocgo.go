@@ -18,13 +18,15 @@ func JPEGDecoder() string {
 // JPEGPillowExact reports whether JPEGs decode to Pillow's pixels.
 func JPEGPillowExact() bool { return false }
 
-func decodeJPEG(raw []byte, maxPixels int64, scale int) (Image, error) {
+func decodeJPEG(raw []byte, lim Limits, scale int) (Image, error) {
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw))
 	if err != nil {
 		return Image{}, fmt.Errorf("corrupt JPEG: %w", err)
 	}
-	if int64(cfg.Width)*int64(cfg.Height) > maxPixels {
-		return Image{}, fmt.Errorf("%w: declared size %dx%d is over the limit of %d pixels", ErrTooLarge, cfg.Width, cfg.Height, maxPixels)
+	// Go's decoder holds YCbCr (at most 3 bytes a pixel, or 4 for CMYK),
+	// then the 8-bit copy.
+	if err := lim.check(cfg.Width, cfg.Height, int64(cfg.Width)*int64(cfg.Height)*7, "JPEG"); err != nil {
+		return Image{}, err
 	}
 	im, err := jpeg.Decode(bytes.NewReader(raw))
 	if err != nil {

@@ -56,7 +56,7 @@ const char *gaia_jpeg_version(void) {
 #endif
 }
 
-int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, int scale_denom,
+int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, long long max_bytes, int scale_denom,
                      gaia_jpeg_image *out, char *msg, size_t msg_len) {
   struct jpeg_decompress_struct cinfo;
   struct gaia_jpeg_error err;
@@ -105,6 +105,20 @@ int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max
   if (scale_denom > 1) {
     cinfo.scale_num = 1;
     cinfo.scale_denom = (unsigned int)scale_denom;
+  }
+  jpeg_calc_output_dimensions(&cinfo);
+  {
+    long long px = (long long)cinfo.output_width * (long long)cinfo.output_height;
+    long long need = 2 * px * cinfo.output_components;
+    if (cinfo.progressive_mode) /* whole-image DCT coefficients, 2 bytes each */
+      need += 2LL * (long long)cinfo.image_width * (long long)cinfo.image_height * cinfo.num_components;
+    if (max_bytes > 0 && need > max_bytes) {
+      snprintf(msg, msg_len, "a %ux%u%s JPEG takes %lld MiB to decode (at most %lld MiB: --max-image-bytes)",
+               cinfo.image_width, cinfo.image_height, cinfo.progressive_mode ? " progressive" : "", need >> 20,
+               max_bytes >> 20);
+      jpeg_destroy_decompress(&cinfo);
+      return 2;
+    }
   }
   jpeg_start_decompress(&cinfo);
   size_t stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;

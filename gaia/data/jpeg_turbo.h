@@ -16,10 +16,12 @@ typedef struct gaia_jpeg_image {
 const char *gaia_jpeg_version(void);
 
 // gaia_jpeg_decode decodes len bytes of JPEG at data into out. A declared
-// size over max_pixels (when positive) is refused before anything is
-// allocated; scale_denom > 1 decodes at 1/scale_denom in the DCT domain
+// size over max_pixels, or one whose decoding would hold more than
+// max_bytes (the output pixels twice, for the caller's copy, and a
+// progressive JPEG's coefficients), is refused (when positive) before
+// anything is allocated; scale_denom > 1 decodes at 1/scale_denom in the DCT domain
 // (2, 4 or 8). Returns 0, or non-zero with a message in msg.
-int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, int scale_denom,
+int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, long long max_bytes, int scale_denom,
                      gaia_jpeg_image *out, char *msg, size_t msg_len);
 
 #endif

@@ -27,8 +27,11 @@ type SkippedSample struct {
 }
 
 // Loader streams a Source in batches: each batch is decoded by Workers
-// goroutines while the previous one is being scored, so at most two batches
-// are held at once, whatever the dataset's size.
+// goroutines while the previous one is being scored. Whatever the dataset's
+// size, at most two batches of inputs are alive in the loader (one being
+// decoded, one decoded and waiting in fn's hands); a pipeline that scores
+// on R model replicas (gaia.ScoreDatasetOn) adds the R being scored: R + 2
+// batches in all (BiT at 480 x 480, batch 128: 354 MB each).
 type Loader struct {
 	Src       Source
 	Transform *Transform
@@ -66,7 +69,7 @@ func (l *Loader) Run(ctx context.Context, fn func(*Batch) error) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch := make(chan loaded, 1)
+	ch := make(chan loaded) // unbuffered: the decoder works on the next batch while fn holds this one
 	go func() {
 		defer close(ch)
 		for lo := l.Start; lo < end; lo += l.BatchSize {

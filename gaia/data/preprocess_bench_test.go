@@ -69,7 +69,7 @@ func BenchmarkPreprocess(b *testing.B) {
 						if cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw)); err == nil {
 							scale = tf.draftScale(cfg.Width, cfg.Height)
 						}
-						img, err = decodeScaled(raw, MaxPixels, scale)
+						img, err = decodeScaled(raw, DefaultLimits(), scale)
 					default:
 						img, err = Decode(raw)
 					}

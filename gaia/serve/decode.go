@@ -37,6 +37,7 @@ type decoder struct {
 	shape     shape
 	transform *data.Transform
 	maxPixels int64
+	maxBytes  int64 // decoded bytes per image
 	maxInputs int
 }
 
@@ -80,7 +81,7 @@ func (d *decoder) image(raw []byte, dst []float32, index int, what string) error
 	if len(raw) == 0 {
 		return badRequest("%s is empty", what)
 	}
-	img, err := data.DecodeLimit(raw, d.maxPixels)
+	img, err := data.DecodeLimit(raw, data.Limits{Pixels: d.maxPixels, Bytes: d.maxBytes})
 	if err != nil {
 		return badRequest("%s: %v", what, err)
 	}

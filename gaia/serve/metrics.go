@@ -20,6 +20,7 @@ type metrics struct {
 	batchSeconds prometheus.Histogram
 	queueDepth   prometheus.Gauge
 	inputs       *prometheus.CounterVec
+	slowBodies   prometheus.Counter
 }
 
 func newMetrics(maxBatch int) *metrics {
@@ -46,8 +47,10 @@ func newMetrics(maxBatch int) *metrics {
 		inputs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gaia_serve_inputs_total", Help: "Inputs scored, by the gate's decision (none without a gate)."},
 			[]string{"decision"}),
+		slowBodies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gaia_serve_slow_bodies_total", Help: "Requests cut off because their body did not arrive within the read timeout."}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.batchSize, m.batchSeconds, m.queueDepth, m.inputs,
+	m.reg.MustRegister(m.requests, m.latency, m.batchSize, m.batchSeconds, m.queueDepth, m.inputs, m.slowBodies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

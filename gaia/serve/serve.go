@@ -10,13 +10,17 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"io"
 	"math"
+	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -59,7 +63,22 @@ type Config struct {
 	MaxInputs int           // inputs per request (default MaxBatch x 4, at most Queue)
 	MaxBytes  int64         // request body (default 32 MiB)
 	MaxPixels int64         // declared image size (default 4096 x 4096)
-	Timeout   time.Duration // per request, queue and scoring (default 30s)
+	// MaxImageBytes bounds the memory one image takes decoded, counting its
+	// channels and bit depth as the decoder holds them (data.DecodedBytes):
+	// default 128 MiB. At most DecodeWorkers images are decoded at once, so
+	// decoding holds at most DecodeWorkers x MaxImageBytes.
+	MaxImageBytes int64
+	// BodyMemory bounds the request bodies held at once, counted as they
+	// arrive (default 16 x MaxBytes); past it a request gets 503.
+	BodyMemory int64
+	Timeout    time.Duration // per request, queue and scoring (default 30s)
+	// ReadTimeout is how long a request's body may take to arrive (default
+	// 20s): a client that trickles its body is cut off then (408), and never
+	// holds a decode slot, which is taken only once the body has arrived.
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle for this long (default
+	// 30s; HTTPServer's).
+	IdleTimeout time.Duration
 	// Threads are LibTorch's intra-op threads for batches (default: the
 	// process's, every core); batches of fewer than SmallBatch inputs run on
 	// one thread, which on the CPU cuts their tail latency (docs/perf.md).
@@ -85,11 +104,14 @@ type Server struct {
 
 	q       *queue
 	decode  chan struct{}
+	bodies  *budget
 	mux     *http.ServeMux
 	metrics *metrics
 
 	ready     atomic.Bool
 	closing   atomic.Bool
+	warmErr   atomic.Pointer[error] // the warm-up's error, if it failed
+	warmed    chan struct{}         // closed when the warm-up has ended
 	closeOnce sync.Once
 	done      chan struct{} // closed when the batcher has stopped
 	closeErr  error
@@ -129,8 +151,20 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	if cfg.MaxPixels <= 0 {
 		cfg.MaxPixels = 4096 * 4096
 	}
+	if cfg.MaxImageBytes <= 0 {
+		cfg.MaxImageBytes = 128 << 20
+	}
+	if cfg.BodyMemory <= 0 {
+		cfg.BodyMemory = 16 * cfg.MaxBytes
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 20 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
 	}
 	if cfg.SmallBatch <= 0 {
 		cfg.SmallBatch = 4
@@ -141,7 +175,8 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, beforeBatch: beforeBatch, decode: make(chan struct{}, cfg.DecodeWorkers), done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, beforeBatch: beforeBatch, decode: make(chan struct{}, cfg.DecodeWorkers), done: make(chan struct{}), warmed: make(chan struct{}),
+		bodies: &budget{limit: cfg.BodyMemory}}
 
 	if cfg.Device == "cuda:all" || strings.Contains(cfg.Device, ",") {
 		return nil, fmt.Errorf("serve: device %q: a server runs one model replica; name one device (run one server per GPU)", cfg.Device)
@@ -202,7 +237,7 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.dec = &decoder{shape: shape{c, h, w}, transform: tf, maxPixels: cfg.MaxPixels, maxInputs: cfg.MaxInputs}
+	s.dec = &decoder{shape: shape{c, h, w}, transform: tf, maxPixels: cfg.MaxPixels, maxBytes: cfg.MaxImageBytes, maxInputs: cfg.MaxInputs}
 
 	if err := model.Load(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
@@ -260,6 +295,34 @@ func brief(names []string) string {
 // not shutting down.
 func (s *Server) Ready() bool { return s.ready.Load() && !s.closing.Load() }
 
+// WaitReady waits for the warm-up (a batch of 1 and one of MaxBatch) and
+// returns its error: a model that cannot score a full batch (out of memory
+// at MaxBatch, a forward that raises) fails here, and the server then
+// answers every score request with 503 and the error, and never reports
+// ready. gaia serve exits with it.
+func (s *Server) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.warmed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if e := s.warmErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// HTTPServer is an http.Server for s with the timeouts a public listener
+// needs: headers within 10s, bodies within ReadTimeout (the handler sets
+// that deadline itself, so an embedder's own http.Server gets it too),
+// answers within ReadTimeout + Timeout + 10s, and keep-alive connections
+// closed after IdleTimeout. On SIGTERM, http.Server.Shutdown then waits at
+// most for those deadlines.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.IdleTimeout,
+		WriteTimeout: s.cfg.ReadTimeout + s.cfg.Timeout + 10*time.Second}
+}
+
 // Detectors are the detectors scored for each input, gate's first.
 func (s *Server) Detectors() []string { return s.scorer.Detectors() }
 
@@ -293,18 +356,30 @@ func (s *Server) run() {
 	for _, n := range []int{1, s.cfg.MaxBatch} {
 		x := &torch.Tensor{Shape: []int{n, s.dec.shape.c, s.dec.shape.h, s.dec.shape.w}, Data: buf[:n*per]}
 		if _, err := s.scorer.Score(x); err != nil {
-			s.log.Error("warm-up failed", "batch", n, "err", err)
+			err = fmt.Errorf("serve: warm-up at batch %d (max batch %d) failed: %w", n, s.cfg.MaxBatch, err)
+			s.log.Error("warm-up failed: not ready", "batch", n, "err", err)
+			s.warmErr.Store(&err)
 			break
 		}
 	}
-	s.ready.Store(true)
-	s.log.Info("ready", "warmup", time.Since(start).Round(time.Millisecond))
+	failed := s.warmErr.Load()
+	if failed == nil {
+		s.ready.Store(true)
+		s.log.Info("ready", "warmup", time.Since(start).Round(time.Millisecond))
+	}
+	close(s.warmed)
 	var batch []segment
 	for {
 		var ok bool
 		batch, ok = s.q.gather(batch[:0], s.cfg.MaxBatch, s.cfg.MaxWait)
 		if !ok {
 			return
+		}
+		if failed != nil { // requests that raced the warm-up
+			for _, sg := range batch {
+				sg.j.complete(sg.from, nil, &requestError{http.StatusServiceUnavailable, (*failed).Error()})
+			}
+			continue
 		}
 		if s.beforeBatch != nil {
 			s.beforeBatch()
@@ -361,7 +436,7 @@ type Result struct {
 	Name        string           `json:"name,omitempty"`
 	Class       int              `json:"class"`
 	Label       string           `json:"label,omitempty"`
-	Probability float64          `json:"probability"`
+	Probability Score            `json:"probability"` // NaN where the model's output was
 	Scores      map[string]Score `json:"scores"`
 	Gate        *Decision        `json:"gate,omitempty"`
 }
@@ -422,6 +497,8 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.closing.Load():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case s.warmErr.Load() != nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warm-up failed", "error": (*s.warmErr.Load()).Error()})
 	case !s.ready.Load():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warming up"})
 	default:
@@ -431,10 +508,12 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
-	defer cancel()
 	if s.closing.Load() {
 		s.writeError(w, r, start, &requestError{http.StatusServiceUnavailable, errShutdown.Error()})
+		return
+	}
+	if e := s.warmErr.Load(); e != nil {
+		s.writeError(w, r, start, &requestError{http.StatusServiceUnavailable, (*e).Error()})
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBytes {
@@ -442,20 +521,27 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxBytes)})
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBytes)
+	// The whole body first, within ReadTimeout and the body budget; only
+	// then a decode slot, so a slow client holds neither a slot nor more
+	// memory than it has sent.
+	raw, held, err := s.readBody(w, r)
+	defer s.bodies.release(held)
+	if err != nil {
+		s.writeError(w, r, start, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout) // decode, queue and scoring
+	defer cancel()
 	select {
 	case s.decode <- struct{}{}:
 	case <-ctx.Done():
 		s.writeError(w, r, start, ctxError(r, ctx))
 		return
 	}
-	in, err := s.dec.decode(r.Header.Get("Content-Type"), body)
+	in, err := s.dec.decode(r.Header.Get("Content-Type"), bytes.NewReader(raw))
 	<-s.decode
+	raw = nil
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			err = &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the limit of %d bytes", s.cfg.MaxBytes)}
-		}
 		s.writeError(w, r, start, err)
 		return
 	}
@@ -486,7 +572,7 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	dets := s.scorer.Detectors()
 	resp := Response{Model: s.modelID, Detectors: dets, Results: make([]Result, in.n)}
 	for i, o := range j.res {
-		res := Result{Index: i, Name: in.names[i], Class: o.pred, Probability: o.prob, Scores: make(map[string]Score, len(dets))}
+		res := Result{Index: i, Name: in.names[i], Class: o.pred, Probability: Score(o.prob), Scores: make(map[string]Score, len(dets))}
 		if o.pred < len(s.labels) {
 			res.Label = s.labels[o.pred]
 		}
@@ -506,9 +592,93 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		s.metrics.inputs.WithLabelValues(decision).Inc()
 		resp.Results[i] = res
 	}
-	writeJSON(w, http.StatusOK, resp)
+	b, err := json.Marshal(resp)
+	if err != nil { // never a 200 with a cut body
+		s.writeError(w, r, start, fmt.Errorf("encoding the answer: %w", err))
+		return
+	}
+	writeBody(w, http.StatusOK, b)
 	s.metrics.observe(http.StatusOK, start)
 	s.log.Debug("scored", "inputs", in.n, "elapsed", time.Since(start))
+}
+
+// readBody reads r's body whole: at most MaxBytes (413), within ReadTimeout
+// from now (408), each chunk taken from the body budget as it arrives (503
+// when the bodies held at once would pass BodyMemory). held is what it took
+// from the budget, to release when the request is done.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (raw []byte, held int64, err error) {
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.cfg.ReadTimeout)
+	if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, 0, err
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBytes)
+	size := 64 << 10
+	if r.ContentLength > 0 {
+		size = int(r.ContentLength) + 1 // +1: reading to EOF needs no growth
+	}
+	grow := func(n int) error {
+		if !s.bodies.take(int64(n)) {
+			return &requestError{http.StatusServiceUnavailable,
+				fmt.Sprintf("busy: request bodies held at once would pass %d bytes", s.cfg.BodyMemory)}
+		}
+		held += int64(n)
+		return nil
+	}
+	if err := grow(size); err != nil {
+		return nil, held, err
+	}
+	raw = make([]byte, 0, size)
+	for {
+		if len(raw) == cap(raw) {
+			more := cap(raw)
+			if err := grow(more); err != nil {
+				return nil, held, err
+			}
+			raw = append(raw, make([]byte, more)...)[:len(raw)]
+		}
+		n, err := body.Read(raw[len(raw):cap(raw)])
+		raw = raw[:len(raw)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var mb *http.MaxBytesError
+			var ne net.Error
+			switch {
+			case errors.As(err, &mb):
+				return nil, held, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the limit of %d bytes", s.cfg.MaxBytes)}
+			case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
+				return nil, held, &requestError{http.StatusRequestTimeout,
+					fmt.Sprintf("body not received within %s (%d bytes arrived)", s.cfg.ReadTimeout, len(raw))}
+			}
+			return nil, held, &requestError{http.StatusBadRequest, fmt.Sprintf("reading the body: %v", err)}
+		}
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	return raw, held, nil
+}
+
+// budget is a count of bytes taken and released, never past limit.
+type budget struct {
+	mu           sync.Mutex
+	limit, taken int64
+}
+
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.taken+n > b.limit {
+		return false
+	}
+	b.taken += n
+	return true
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.taken -= n
+	b.mu.Unlock()
 }
 
 // ctxError says why a request's context ended: the client went away (499,
@@ -531,6 +701,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, start time.T
 	}
 	writeJSON(w, status, errorBody{Error: err.Error(), Status: status})
 	s.metrics.observe(status, start)
+	if status == http.StatusRequestTimeout {
+		s.metrics.slowBodies.Inc()
+	}
 	level := slog.LevelInfo
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		level = slog.LevelError
@@ -539,9 +712,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, start time.T
 		"remote", r.RemoteAddr, "content_type", r.Header.Get("Content-Type"))
 }
 
+// writeJSON writes v, whose types always encode (maps of strings, error
+// bodies); answers that may not (scores) are marshalled by the caller first.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed","status":500}`)
+	}
+	writeBody(w, status, b)
+}
+
+func writeBody(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
+	_, _ = w.Write(append(b, '\n'))
 }
