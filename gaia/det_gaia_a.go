@@ -10,12 +10,25 @@ import (
 
 // tapsA selects GAIA-A's inner taps.
 var tapsA = &Setting{Name: "taps-a", Default: "", Taps: true, Legacy: "taps_a",
-	Help: "GAIA-A inner `taps` (default last:2, the last two stages; for BiT its last block)"}
+	Help: "GAIA-A inner `taps` (default last:2, the last two stages; for BiT its last block, for WRN all, as the authors)"}
+
+// outputA says where GAIA-A's output component is taken.
+var outputA = &Setting{Name: "gaia-a-output", Default: "", Check: func(v any) error {
+	if v != "" && v != "map" && v != "pooled" {
+		return fmt.Errorf("must be map or pooled, not %v", v)
+	}
+	return nil
+},
+	Help: "where GAIA-A's output component o is taken: `map` (the final feature map F, before the pooling) or pooled " +
+		"(the pooled features h: o^2 is H*W times the map's, the score H*W times smaller); default as the authors: pooled for WRN and BiT, map otherwise"}
 
 var gaiaA = &Detector{
 	Name:     "gaia-a",
 	Summary:  "GAIA-A: mean over the inner taps' channels of (|mean_hw d(sum h)/d(tap)| / o)^2, o^2 = mean_k |mean_hw d(sum log softmax)/dF|; two backward passes",
-	Settings: []*Setting{tapsA},
+	Settings: []*Setting{tapsA, outputA},
+	// o is taken at F (map) or at h (pooled): the mean over hw of dL1/dF
+	// is dL1/dh / (H*W) for a global average pooling, so the two differ
+	// only by that constant.
 	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
 		fmap, haveF := findKind(m.Taps, torch.KindFeatureMap)
 		cls, haveH := findKind(m.Taps, torch.KindClassifierInput)
@@ -29,6 +42,8 @@ var gaiaA = &Detector{
 			taps, err = SelectTaps(m.Taps, spec)
 		} else if spec := bitLastBlock(m.Taps); spec != "" {
 			taps, err = SelectTaps(m.Taps, spec)
+		} else if isWRN(m.Taps) {
+			taps, err = SelectTaps(m.Taps, "all")
 		} else {
 			taps, stagesOK = LastStages(m.Taps, 2)
 		}
@@ -43,13 +58,25 @@ var gaiaA = &Detector{
 		if !stagesOK {
 			note = "; no stages recognized in the tap names, so every normalization tap"
 		}
+		out := s.String(outputA.Name)
+		if out == "" {
+			out = "map"
+			if isWRN(m.Taps) || bitLastBlock(m.Taps) != "" {
+				out = "pooled" // the authors' AdaptAvgPool / before_head hook
+			}
+		}
+		otap, where := fmap, "at the feature map"
+		if out == "pooled" {
+			otap, where = cls, "at the pooled features"
+		}
 		return &Plan{
 			Passes: []torch.Pass{
-				{Loss: torch.LossSumLogSoftmax, Taps: []int{fmap.Index}, Reduce: torch.ReduceMeanAbsMean},
+				{Loss: torch.LossSumLogSoftmax, Taps: []int{otap.Index}, Reduce: torch.ReduceMeanAbsMean},
 				{Loss: torch.LossSumTap, LossTap: cls.Index, Taps: indices(taps), Reduce: torch.ReduceSumSqMean},
 			},
 			Taps: taps,
-			Uses: fmt.Sprintf("%d, %d channels (%s%s) + %s (%d channels)", len(taps), ch, tapNames(taps, 4), note, fmap.Name, fmap.Channels),
+			Uses: fmt.Sprintf("%d, %d channels (%s%s); output component %s %s (%d channels)", len(taps), ch, tapNames(taps, 4), note,
+				where, otap.Name, otap.Channels),
 			Score: func(o *Outputs, out []float64) error {
 				o2 := o.Grads[0][0] // mean_k |mean_hw dL1/dF| = o(n)^2
 				perSampleSum(o.Grads[1], out)

@@ -11,7 +11,7 @@ const GAIAZ = "gaia-z"
 
 // tapsZ selects GAIA-Z's taps; gaia-z-fast reads the same setting.
 var tapsZ = &Setting{Name: "taps-z", Default: "", Taps: true, Legacy: "taps_z",
-	Help: "GAIA-Z `taps`: module-path prefixes, kind:KIND, last:N or all (default all: every normalization output)"}
+	Help: "GAIA-Z `taps`: module-path prefixes, kind:KIND, last:N or all (default all: every normalization output; for BiT its last block, as the authors)"}
 
 var gaiaZ = &Detector{
 	Name:     GAIAZ,
@@ -41,11 +41,17 @@ var gaiaZ = &Detector{
 	},
 }
 
-// zTaps are the taps GAIA-Z's setting selects (every normalization tap by default).
+// zTaps are the taps GAIA-Z's setting selects: by default every
+// normalization tap, and for BiT the GroupNorms of its last block, as the
+// authors' `-hook before_head` runs it (their pooled before_head tap only
+// adds a constant to the score: docs/design.md).
 func zTaps(m ModelInfo, s Settings) ([]torch.Tap, error) {
 	spec := s.String(tapsZ.Name)
 	if spec == "" {
 		spec = "all"
+		if b := bitLastBlock(m.Taps); b != "" {
+			spec = b
+		}
 	}
 	return SelectTaps(m.Taps, spec)
 }

@@ -43,6 +43,9 @@ func NewScorer(m *torch.Module, cfg ScorerConfig) (*Scorer, error) {
 	if s == nil {
 		s = Settings{}
 	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("scorer: %w", err)
+	}
 	w, b, _ := m.Classifier()
 	info := ModelInfo{Taps: m.Taps(), InputChannels: m.InputChannels(), Std: cfg.Std, Weight: w, Bias: b, Fit: cfg.Fit}
 	sc := &Scorer{m: m, settings: s.For(cfg.Detectors)}

@@ -52,7 +52,7 @@ func loadDetRef(t *testing.T, dir, name string) *detRef {
 // ResNet-20 with real images when ../shared/data is there.
 func TestDetectorsMatchReference(t *testing.T) {
 	dir := testenv.Testdata(t)
-	names := []string{"resnet18", "densenet121", "bit_s_r50x1", "cifar_resnet20", "cifar10_resnet20"}
+	names := []string{"resnet18", "densenet121", "bit_s_r50x1", "cifar_resnet20", "cifar10_resnet20", "gaia_resnet18", "wrn_40_2"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			if name == "cifar10_resnet20" {
@@ -170,11 +170,19 @@ func TestDefaultTaps(t *testing.T) {
 		nZ, nA int
 		firstA string
 		lastA  string
+		output string // where GAIA-A's output component is taken
 	}{
-		{"cifar_resnet20.script.pt", 19, 12, "layer2.0.bn1", "layer3.2.bn2"},
-		{"resnet18.trace.pt", 20, 10, "layer3.0.bn1", "layer4.1.bn2"},
-		{"resnet50.script.pt", 53, 29, "layer3.0.bn1", "layer4.2.bn3"},
-		{"densenet121.script.pt", 121, 82, "features.denseblock3.denselayer1.norm1", "features.norm5"},
+		{"cifar_resnet20.script.pt", 19, 12, "layer2.0.bn1", "layer3.2.bn2", "at the feature map"},
+		{"resnet18.trace.pt", 20, 10, "layer3.0.bn1", "layer4.1.bn2", "at the feature map"},
+		{"resnet50.script.pt", 53, 29, "layer3.0.bn1", "layer4.2.bn3", "at the feature map"},
+		{"densenet121.script.pt", 121, 82, "features.denseblock3.denselayer1.norm1", "features.norm5", "at the feature map"},
+		// The GAIA authors' choices (hook.py): their ResNets layer3 + layer4
+		// with layer4's output; WRN every BatchNorm with the pooled
+		// features; BiT body.block4 for both, with the pooled features.
+		{"gaia_resnet18.script.pt", 20, 10, "layer3.0.bn1", "layer4.1.bn2", "at the feature map"},
+		{"gaia_resnet50.trace.pt", 53, 29, "layer3.0.bn1", "layer4.2.bn3", "at the feature map"},
+		{"wrn_40_2.trace.pt", 37, 37, "block1.layer.0.bn1", "bn1", "at the pooled features"},
+		{"bit_s_r50x1.script.pt", 9, 9, "body.block4.unit01.gn1", "body.block4.unit03.gn3", "at the pooled features"},
 	}
 	for _, c := range cases {
 		t.Run(c.model, func(t *testing.T) {
@@ -189,7 +197,10 @@ func TestDefaultTaps(t *testing.T) {
 			require.Len(t, tapsA, c.nA)
 			assert.Equal(t, c.firstA, tapsA[0].Name)
 			assert.Equal(t, c.lastA, tapsA[len(tapsA)-1].Name)
-
+			assert.Contains(t, s.Describe(), "output component "+c.output)
+			if c.model == "bit_s_r50x1.script.pt" {
+				return
+			}
 			sel, err := SelectTaps(m.Taps(), "kind:batch_norm")
 			require.NoError(t, err)
 			assert.Len(t, sel, c.nZ)
@@ -222,4 +233,71 @@ func TestGAIAAZeroOverZero(t *testing.T) {
 		assert.True(t, math.IsInf(sc[0], 1), "sample %d: gaia-a %v", i, sc[0])
 		assert.InDelta(t, -0.1, sc[1], 1e-6, "msp of a uniform softmax over 10 classes")
 	}
+}
+
+// GAIA-Z on BiT with gaia's default taps (the GroupNorms of body.block4)
+// ranks samples exactly as the authors' code does with `-hook before_head`
+// (block4's GroupNorms plus the pooled features before the head): the pooled
+// tap's gradient of the max logit has no zeros, so it adds a constant, and
+// their score is (C4 S + D) / (C4 + D) of gaia's, C4 block4's channels and D
+// the pooled ones.
+func TestBiTGAIAZAsTheAuthors(t *testing.T) {
+	dir := testenv.Testdata(t)
+	ref := loadDetRef(t, dir, "bit_s_r50x1")
+	authors := ref.arr["authors_gaia_z"]
+	require.NotNil(t, authors, "make testdata writes authors_gaia_z for BiT")
+	m, err := torch.Load(filepath.Join(dir, ref.Model), device)
+	require.NoError(t, err)
+	defer m.Close()
+	s, err := NewScorer(m, ScorerConfig{Detectors: []string{GAIAZ}, Std: ref.Std})
+	require.NoError(t, err)
+	taps := s.TapNames(GAIAZ)
+	require.NotEmpty(t, taps)
+	c4 := 0
+	for _, tp := range m.Taps() {
+		if tp.Kind.IsNorm() && len(tp.Name) > 11 && tp.Name[:11] == "body.block4" {
+			c4 += tp.Channels
+		}
+	}
+	for _, name := range taps {
+		assert.Contains(t, name, "body.block4.", "the default taps are block4's")
+	}
+	cls, ok := findKind(m.Taps(), torch.KindClassifierInput)
+	require.True(t, ok)
+	x := ref.arr["x"]
+	got, err := s.Score(&torch.Tensor{Shape: x.Shape, Data: x.Data})
+	require.NoError(t, err)
+	n := len(authors.Data)
+	for i := 0; i < n; i++ {
+		want := (float64(c4)*got.Scores[0][i] + float64(cls.Channels)) / float64(c4+cls.Channels)
+		assert.InDelta(t, float64(authors.Data[i]), want, 1e-6, "sample %d", i)
+		for j := 0; j < n; j++ {
+			assert.Equal(t, authors.Data[i] < authors.Data[j], got.Scores[0][i] < got.Scores[0][j], "order of samples %d and %d", i, j)
+		}
+	}
+}
+
+// gaia-a-output: the output component at the map gives H*W times the score
+// at the pooled features (WRN-40-2 at 32 x 32: an 8 x 8 map, 64 times).
+func TestGAIAAOutputSetting(t *testing.T) {
+	dir := testenv.Testdata(t)
+	m, err := torch.Load(filepath.Join(dir, "wrn_40_2.script.pt"), device)
+	require.NoError(t, err)
+	defer m.Close()
+	ref := loadDetRef(t, dir, "wrn_40_2")
+	x := ref.arr["x"]
+	score := func(out string) []float64 {
+		s, err := NewScorer(m, ScorerConfig{Detectors: []string{"gaia-a"}, Settings: Settings{"gaia-a-output": out}})
+		require.NoError(t, err)
+		bs, err := s.Score(&torch.Tensor{Shape: x.Shape, Data: x.Data})
+		require.NoError(t, err)
+		return bs.Scores[0]
+	}
+	def, pooled, fmap := score(""), score("pooled"), score("map")
+	for i := range def {
+		assert.Equal(t, def[i], pooled[i])
+		assert.InEpsilon(t, 64*pooled[i], fmap[i], 1e-4, "sample %d", i)
+	}
+	_, err = NewScorer(m, ScorerConfig{Detectors: []string{"gaia-a"}, Settings: Settings{"gaia-a-output": "avg"}})
+	assert.ErrorContains(t, err, "must be map or pooled")
 }

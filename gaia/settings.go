@@ -176,6 +176,22 @@ func (s Settings) put(st *Setting, v any) error {
 	return nil
 }
 
+// Validate checks every value as SetValue would (known name, kind, the
+// setting's own check): settings made in Go, not parsed, are checked too.
+func (s Settings) Validate() error {
+	names := make([]string, 0, len(s))
+	for k := range s {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if err := (Settings{}).SetValue(k, s[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Clone copies the settings.
 func (s Settings) Clone() Settings {
 	out := Settings{}

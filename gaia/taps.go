@@ -215,6 +215,21 @@ func bitLastBlock(all []torch.Tap) string {
 	return fmt.Sprintf("body.block%d", last)
 }
 
+// wrnTapRe is a BatchNorm of a Wide ResNet as Zagoruyko's code (and the GAIA
+// authors' networks/wresnet.py) names them: blockK.layer.N.bn1|bn2.
+var wrnTapRe = regexp.MustCompile(`^block\d+\.layer\.\d+\.bn[12]$`)
+
+// isWRN reports whether the taps are a Wide ResNet's, for the authors'
+// defaults: GAIA-A on every BatchNorm, its output component pooled.
+func isWRN(all []torch.Tap) bool {
+	for _, t := range NormTaps(all) {
+		if wrnTapRe.MatchString(t.Name) {
+			return true
+		}
+	}
+	return false
+}
+
 // channels is the taps' channel count in all; a tap whose count is unknown
 // is an error naming it.
 func channels(taps []torch.Tap) (int, error) {

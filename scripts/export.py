@@ -3,6 +3,13 @@
 
     scripts/export.py --arch cifar_resnet20 --weights resnet20-12fca82f.th --out m.pt
     scripts/export.py --arch resnet50 --num-classes 1000 --trace --out r50.pt
+    scripts/export.py --arch gaia_resnet34 --num-classes 100 --weights cifar100_resnet34.pth --out r34.pt
+
+The GAIA authors' CIFAR models (JGEthanChen/GAIA-OOD networks/resnet.py and
+networks/wresnet.py) are gaia_resnet18, gaia_resnet34, gaia_resnet50 and
+wrn_40_2: their checkpoints load as they are, and MODEL.json records their
+normalization (CIFAR-10's for 10 classes, CIFAR-100's for 100) and their
+preprocessing (center-crop=32x32, no resize).
 
 --weights takes a plain state dict or a checkpoint dict with a `state_dict`
 entry; a `module.` prefix (DataParallel) is removed. Without --weights the model
@@ -85,6 +92,8 @@ def export(arch, out, num_classes=10, weights=None, trace=False, seed=0, randomi
     torch.manual_seed(seed)
     model, input_size, mean, std = models.build(arch, num_classes)
     transform = "resize=480x480" if arch in models.BIT_ARCHS else None
+    if arch in models.AUTHORS_CIFAR:
+        transform = "center-crop=32x32"  # the authors' data/datasets.py: CenterCrop(32), no resize
     if preprocess:
         input_size, mean, std, transform = PREPROCESS[preprocess]
     if weights and arch in models.BIT_ARCHS:
@@ -114,8 +123,11 @@ def export(arch, out, num_classes=10, weights=None, trace=False, seed=0, randomi
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     sm.save(out)
     if class_names is None:
-        class_names = models.CIFAR10_CLASSES if arch in models.CIFAR_DEPTHS and num_classes == 10 \
-            else [str(i) for i in range(num_classes)]
+        class_names = [str(i) for i in range(num_classes)]
+        if (arch in models.CIFAR_DEPTHS or arch in models.AUTHORS_CIFAR) and num_classes == 10:
+            class_names = models.CIFAR10_CLASSES
+        elif arch in models.AUTHORS_CIFAR and num_classes == 100:
+            class_names = models.CIFAR100_CLASSES
     meta = {
         "arch": arch,
         "num_classes": num_classes,

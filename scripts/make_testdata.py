@@ -29,7 +29,9 @@ import models  # noqa: E402
 import reference  # noqa: E402
 
 DEFAULT_ARCHS = ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
-                 "resnet18", "resnet34", "resnet50", "densenet121", "bit_s_r50x1"]
+                 "resnet18", "resnet34", "resnet50", "densenet121", "bit_s_r50x1",
+                 "gaia_resnet18", "gaia_resnet50", "wrn_40_2"]
+CIFAR_SIZED = ("cifar", "gaia_", "wrn_")  # 32 x 32 inputs
 
 
 class PlainCNN(nn.Module):
@@ -152,7 +154,7 @@ def make(arch, out, seed):
         save_npz(os.path.join(out, arch + ".ref.npz"), arrays)
         meta = {"names": names, "torch_version": torch.__version__}
     else:
-        size = 32 if arch.startswith("cifar") else 64
+        size = 32 if arch.startswith(CIFAR_SIZED) else 64
         model = None
         for kind in ("script", "trace"):
             model = export.export(arch, os.path.join(out, f"{arch}.{kind}.pt"), num_classes=10,
@@ -184,7 +186,7 @@ def cifar_images(n):
 
 
 # The detector references' format; a stamp of another version is remade.
-DET_REFS_VERSION = 2
+DET_REFS_VERSION = 3
 
 
 def cifar_train_jpegs(per_class):
@@ -208,7 +210,8 @@ def make_detector_refs(out, seed):
     feature-based detectors' scores from feature_reference.feature_scores."""
     jobs = [("resnet18", "resnet18.script.pt"), ("densenet121", "densenet121.script.pt"),
             ("bit_s_r50x1", "bit_s_r50x1.script.pt"),
-            ("cifar_resnet20", "cifar_resnet20.script.pt")]
+            ("cifar_resnet20", "cifar_resnet20.script.pt"),
+            ("gaia_resnet18", "gaia_resnet18.script.pt"), ("wrn_40_2", "wrn_40_2.script.pt")]
     weights = os.path.join(SHARED, "cifar10", "resnet20-12fca82f.th")
     if os.path.exists(weights):
         jobs.append(("cifar10_resnet20", "cifar10_resnet20.pt"))
@@ -237,13 +240,13 @@ def make_detector_refs(out, seed):
             torch.manual_seed(seed)
             model, _, _, _ = models.build(arch, 10)
             models.randomize_norm_stats(model, seed)  # the weights of ARCH.script.pt
-            size = 32 if arch.startswith("cifar") else 64
+            size = 32 if arch.startswith(CIFAR_SIZED) else 64
             x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))
             fit_x = torch.randn(300, 3, size, size, generator=torch.Generator().manual_seed(seed + 3))
             fit_y = np.random.default_rng(seed + 4).integers(0, 10, 300)
             # A fit of 300 random images spans fewer dimensions than the big
             # models' features: ViM's subspace is kept inside it.
-            settings = {} if arch.startswith("cifar") else {"vim-dim": 64}
+            settings = {} if arch.startswith(CIFAR_SIZED) and arch != "gaia_resnet18" else {"vim-dim": 64}
         model.eval()
         sc = reference.detector_scores(model, arch, x, models.IMAGENET_STD)
         fsc = feature_reference.feature_scores(model, arch, fit_x, fit_y, x,
@@ -251,6 +254,8 @@ def make_detector_refs(out, seed):
         arrays = {"x": x, "fit_x": fit_x, "fit_y": torch.from_numpy(fit_y.astype(np.float32))}
         arrays.update({"score_" + k: v for k, v in sc.items()})
         arrays.update({"score_" + k: v for k, v in fsc.items()})
+        if arch.startswith("bit_"):  # GAIA-Z exactly as the authors' code runs it on BiT
+            arrays["authors_gaia_z"] = reference.authors_bit_gaia_z(model, x)
         save_npz(os.path.join(out, name + ".det.npz"), arrays)
         with open(stamp, "w") as f:
             json.dump({"model": model_file, "arch": arch, "std": models.IMAGENET_STD, "settings": settings,

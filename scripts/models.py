@@ -1,6 +1,8 @@
 """Model definitions the project exports to TorchScript.
 
-torchvision supplies ResNet-18/34/50 and DenseNet-121. The CIFAR ResNets
+torchvision supplies ResNet-18/34/50 and DenseNet-121. The GAIA authors'
+CIFAR ResNet-18/34/50 and WRN-40-2 are defined here with their state-dict
+keys (gaia_resnet*, wrn_40_2). The CIFAR ResNets
 (He et al. 2016, the 3-stage variant with option-A shortcuts) and the small
 MNIST ResNet of the demo are defined here, scriptable as they stand, with the
 parameter names of akamaster/pytorch_resnet_cifar10 so that its checkpoints
@@ -347,9 +349,180 @@ def bit_state_dict_from_timm(sd, model):
     return out
 
 
+# --- The GAIA authors' CIFAR models (JGEthanChen/GAIA-OOD) ------------------
+# networks/resnet.py: a 3x3 stem without max-pooling, four stages of 64..512
+# planes, option-B shortcuts (a 1x1 convolution and a BatchNorm, named
+# shortcut.0 and shortcut.1), average pooling over the 4 x 4 map of a
+# 32 x 32 input, `linear`. networks/wresnet.py: Zagoruyko's WRN-40-2 with
+# pre-activation blocks (in-place ReLUs after bn1 and bn2), convShortcut
+# where the width changes, a final bn1 + ReLU, adaptive pooling, `fc`. The
+# forwards below compute what theirs compute, in the same order (their
+# BasicBlock's in-place `out += shortcut`, their WRN's in-place ReLUs), and
+# the state dicts have their keys, so their checkpoints load unchanged.
+
+CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]
+CIFAR100_MEAN, CIFAR100_STD = [0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761]
+CIFAR100_CLASSES = [
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+    "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+    "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+    "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm"]
+
+
+class GaiaBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class GaiaBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != 4 * planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, 4 * planes, 1, stride, bias=False),
+                                          nn.BatchNorm2d(4 * planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class GaiaResNet(nn.Module):
+    """The authors' CIFAR ResNet-18/34/50 (networks/resnet.py)."""
+
+    def __init__(self, block, num_blocks, num_classes: int = 10):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = self._make_layer(block, 64, num_blocks[0], 1)
+        self.layer2 = self._make_layer(block, 128, num_blocks[1], 2)
+        self.layer3 = self._make_layer(block, 256, num_blocks[2], 2)
+        self.layer4 = self._make_layer(block, 512, num_blocks[3], 2)
+        self.linear = nn.Linear(512 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, n, stride):
+        layers = []
+        for st in [stride] + [1] * (n - 1):
+            layers.append(block(self.in_planes, planes, st))
+            self.in_planes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.avg_pool2d(out, 4)
+        out = out.view(out.size(0), -1)
+        return self.linear(out)
+
+
+class WrnBlock(nn.Module):
+    """networks/wresnet.py's BasicBlock (dropout 0, as the authors evaluate)."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.equalInOut = in_planes == out_planes
+        self.convShortcut = None if self.equalInOut else nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+
+    def forward(self, x):
+        if self.convShortcut is not None:  # not equalInOut
+            x = self.relu1(self.bn1(x))
+            out = self.relu2(self.bn2(self.conv1(x)))
+            return torch.add(self.convShortcut(x), self.conv2(out))
+        out = self.relu1(self.bn1(x))
+        out = self.relu2(self.bn2(self.conv1(out)))
+        return torch.add(x, self.conv2(out))
+
+
+class WrnNetworkBlock(nn.Module):
+    def __init__(self, n: int, in_planes: int, out_planes: int, stride: int):
+        super().__init__()
+        self.layer = nn.Sequential(*[WrnBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                                     for i in range(n)])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    """The authors' WRN-depth-widen (networks/wresnet.py)."""
+
+    def __init__(self, depth: int, widen: int, num_classes: int = 10):
+        super().__init__()
+        ch = [16, 16 * widen, 32 * widen, 64 * widen]
+        n = (depth - 4) // 6
+        self.conv1 = nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
+        self.block1 = WrnNetworkBlock(n, ch[0], ch[1], 1)
+        self.block2 = WrnNetworkBlock(n, ch[1], ch[2], 2)
+        self.block3 = WrnNetworkBlock(n, ch[2], ch[3], 2)
+        self.bn1 = nn.BatchNorm2d(ch[3])
+        self.relu = nn.ReLU(inplace=True)
+        self.nChannels = ch[3]
+        self.AdaptAvgPool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(ch[3], num_classes)
+
+    def forward(self, x):
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = self.relu(self.bn1(out))
+        out = self.AdaptAvgPool(out)
+        return self.fc(out.view(-1, self.nChannels))
+
+
+GAIA_RESNETS = {"gaia_resnet18": (GaiaBasicBlock, [2, 2, 2, 2]), "gaia_resnet34": (GaiaBasicBlock, [3, 4, 6, 3]),
+                "gaia_resnet50": (GaiaBottleneck, [3, 4, 6, 3])}
+WRN_ARCHS = {"wrn_40_2": (40, 2)}
+AUTHORS_CIFAR = tuple(GAIA_RESNETS) + tuple(WRN_ARCHS)
+
+
+def authors_cifar_norm(num_classes: int):
+    """The authors' normalization (data/datasets.py): CIFAR-100's for 100
+    classes, CIFAR-10's otherwise."""
+    if num_classes == 100:
+        return list(CIFAR100_MEAN), list(CIFAR100_STD)
+    return list(CIFAR10_MEAN), list(CIFAR10_STD)
+
+
 CIFAR_DEPTHS = {"cifar_resnet20": 3, "cifar_resnet32": 5, "cifar_resnet44": 7, "cifar_resnet56": 9}
 TORCHVISION = ("resnet18", "resnet34", "resnet50", "densenet121")
-ARCHS = TORCHVISION + tuple(CIFAR_DEPTHS) + ("mnist_resnet",) + tuple(BIT_ARCHS)
+ARCHS = TORCHVISION + tuple(CIFAR_DEPTHS) + AUTHORS_CIFAR + ("mnist_resnet",) + tuple(BIT_ARCHS)
 
 
 def build(arch: str, num_classes: int):
@@ -359,6 +532,12 @@ def build(arch: str, num_classes: int):
         return CifarResNet([n, n, n], num_classes), [3, 32, 32], IMAGENET_MEAN, IMAGENET_STD
     if arch == "mnist_resnet":
         return MnistResNet(num_classes), [1, 28, 28], [0.1307], [0.3081]
+    if arch in GAIA_RESNETS:
+        block, blocks = GAIA_RESNETS[arch]
+        return (GaiaResNet(block, blocks, num_classes), [3, 32, 32]) + tuple(authors_cifar_norm(num_classes))
+    if arch in WRN_ARCHS:
+        depth, widen = WRN_ARCHS[arch]
+        return (WideResNet(depth, widen, num_classes), [3, 32, 32]) + tuple(authors_cifar_norm(num_classes))
     if arch in BIT_ARCHS:
         units, wf = BIT_ARCHS[arch]
         return ResNetV2(units, wf, num_classes), list(BIT_INPUT), list(BIT_MEAN), list(BIT_STD)
@@ -406,6 +585,24 @@ def features_and_head(model, arch: str):
         def head(f):
             h = torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
             return h, model.linear(h)
+        return features, head
+    if arch in GAIA_RESNETS:
+        def features(x):
+            m = model
+            return m.layer4(m.layer3(m.layer2(m.layer1(F.relu(m.bn1(m.conv1(x)))))))
+
+        def head(f):
+            h = F.avg_pool2d(f, 4).flatten(1)
+            return h, model.linear(h)
+        return features, head
+    if arch in WRN_ARCHS:
+        def features(x):
+            m = model
+            return F.relu(m.bn1(m.block3(m.block2(m.block1(m.conv1(x))))))
+
+        def head(f):
+            h = F.adaptive_avg_pool2d(f, 1).flatten(1)
+            return h, model.fc(h)
         return features, head
     if arch in BIT_ARCHS:
         def features(x):

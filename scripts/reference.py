@@ -86,9 +86,30 @@ def gaia_a_prefixes(arch):
         return ("layer2.", "layer3.")
     if arch.startswith("densenet"):
         return ("features.denseblock3.", "features.transition3.", "features.denseblock4.", "features.norm5")
+    if arch.startswith("gaia_resnet"):
+        return ("layer3.", "layer4.")  # the authors' hook.py: layer3 and layer4's BatchNorms
+    if arch.startswith("wrn_"):
+        return ("",)  # the authors' hook.py: every BatchNorm
     if arch.startswith("bit_"):
         return ("body.block4.",)  # the authors' BiT choice: the GroupNorms of the last block
     raise ValueError(arch)
+
+
+def gaia_z_prefixes(arch):
+    """GAIA-Z's taps by family: every normalization layer, but for BiT the
+    GroupNorms of body.block4, as the authors' `-hook before_head` hooks
+    (their pooled before_head tap only adds a constant: docs/design.md)."""
+    if arch.startswith("bit_"):
+        return ("body.block4.",)
+    return ("",)
+
+
+def gaia_a_pooled(arch):
+    """Whether the authors take GAIA-A's output component at the pooled
+    features (WRN: AdaptAvgPool; BiT: before_head) rather than at the map
+    before the pooling (their ResNets: layer4): o^2 is then H*W times the
+    map's."""
+    return arch.startswith("wrn_") or arch.startswith("bit_")
 
 
 def detector_scores(model, arch, x, std, odin_t=1000.0, odin_eps=0.0014, energy_t=1.0):
@@ -104,16 +125,21 @@ def detector_scores(model, arch, x, std, odin_t=1000.0, odin_eps=0.0014, energy_
     out["msp"] = -sm.max(1).values
     out["maxlogit"] = -z.max(1).values
     out["energy"] = -energy_t * torch.logsumexp(z / energy_t, 1)
-    # GAIA-Z: every normalization tap.
+    # GAIA-Z: every normalization tap (BiT: block4's).
     num = torch.zeros(x.shape[0], dtype=torch.float64)
     channels = 0
-    for g in ref["gz"]:
+    for name, g in zip(ref["names"], ref["gz"]):
+        if not name.startswith(gaia_z_prefixes(arch)):
+            continue
         r = (g != 0).double().mean(dim=(2, 3))
         num += (r ** 2).sum(1)
         channels += g.shape[1]
     out["gaia-z"] = num / channels
     # GAIA-A: output component from F, inner component from the last two stages.
-    o = ref["ga1"].double().mean(dim=(2, 3)).abs().mean(1).sqrt()
+    o2 = ref["ga1"].double().mean(dim=(2, 3)).abs().mean(1)
+    if gaia_a_pooled(arch):  # the gradient at the pooled features: H*W times the map's mean
+        o2 = o2 * (ref["ga1"].shape[2] * ref["ga1"].shape[3])
+    o = o2.sqrt()
     prefixes = gaia_a_prefixes(arch)
     num = torch.zeros(x.shape[0], dtype=torch.float64)
     channels = 0
@@ -159,4 +185,40 @@ def classifier_of(model, arch):
         return model.classifier
     if arch.startswith("bit_"):
         return model.head.conv
+    if arch.startswith("wrn_"):
+        return model.fc
     return model.linear
+
+
+def authors_bit_gaia_z(model, x):
+    """GAIA-Z on a BiT model as the authors' code computes it with `-hook
+    before_head` (hook.py get_beforehead_hooks, cal_method.py cal_zero):
+    tensor hooks on the GroupNorms of body.block4 and on the pooled features
+    before the head, the non-zero fraction per channel, its square, the mean
+    over all their channels."""
+    model.eval()
+    grads = {}
+    handles = []
+
+    def hook(name):
+        def f(mod, inp, out):
+            out.register_hook(lambda g: grads.__setitem__(name, g.detach()))
+        return f
+    names = []
+    for name, mod in model.body.block4.named_modules():
+        if isinstance(mod, nn.GroupNorm):
+            names.append(name)
+            handles.append(mod.register_forward_hook(hook(name)))
+    # The pooled features: the output of the pooling that feeds the 1x1 head.
+    handles.append(model.head.avg.register_forward_hook(hook("before_head")))
+    names.append("before_head")
+    try:
+        with torch.enable_grad():
+            xi = x.clone().requires_grad_(True)
+            y = torch.flatten(model(xi), 1)
+            y.max(dim=1).values.sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    scores = [(grads[n] != 0).double().mean(dim=(-1, -2)) for n in names]
+    return torch.cat(scores, dim=1).pow(2).mean(dim=1)

@@ -111,7 +111,8 @@ func tapsOfKind(m *Module, norm bool, kind TapKind) []int {
 }
 
 var archs = []string{"cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
-	"resnet18", "resnet34", "resnet50", "densenet121", "bit_s_r50x1"}
+	"resnet18", "resnet34", "resnet50", "densenet121", "bit_s_r50x1",
+	"gaia_resnet18", "gaia_resnet50", "wrn_40_2"} // the last three: the GAIA authors' CIFAR models
 
 // TestTapsMatchEagerHooks compares logits, F, h and all three GAIA gradients
 // with eager PyTorch forward hooks, for scripted and traced files.
