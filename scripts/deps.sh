@@ -32,7 +32,7 @@ eval "$(scripts/find-libtorch.sh)"
 # Python packages the reference scripts and the tests use, in the Python that
 # matches the LibTorch linked.
 need_py=()
-for mod in numpy torchvision sklearn; do
+for mod in numpy torchvision sklearn scipy; do
   "$TORCH_PYTHON" -c "import $mod" >/dev/null 2>&1 || need_py+=("$mod")
 done
 if [ ${#need_py[@]} -gt 0 ]; then

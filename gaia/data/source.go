@@ -7,6 +7,9 @@
 //
 //	cifar-bin:PATH           CIFAR-10 binary version (1 label byte + 3072 pixel bytes a record)
 //	cifar100-bin:PATH        CIFAR-100 binary version (coarse and fine label bytes; the fine label is used)
+//	cifar10-py:DIR           CIFAR-10 python version, as torchvision downloads it (cifar-10-batches-py): test_batch, or split=train
+//	cifar100-py:DIR          CIFAR-100 python version (cifar-100-python): test, or split=train; fine labels
+//	svhn:FILE.mat            SVHN cropped digits (test_32x32.mat, train_32x32.mat), label 10 read as 0 as torchvision does
 //	mnist:PATH               MNIST-style idx images file (gzip or not); labels from the matching labels file if present
 //	folder:PATH              PNG and JPEG files; one subfolder per class gives labels (sorted names), a flat folder none
 //	list:PATH                lines "relative/path label" (OpenOOD style), relative to the list's folder or root=DIR
@@ -27,6 +30,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,7 +59,7 @@ type Spec struct {
 func ParseSpec(s string) (*Spec, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok || kind == "" || rest == "" {
-		return nil, fmt.Errorf("data spec %q: want KIND:PATH[,option...] with KIND one of cifar-bin, cifar100-bin, mnist, folder, list, noise", s)
+		return nil, fmt.Errorf("data spec %q: want KIND:PATH[,option...] with KIND one of %s", s, kindList)
 	}
 	parts := strings.Split(rest, ",")
 	sp := &Spec{Kind: kind, Arg: parts[0], Options: map[string]string{}, Raw: s}
@@ -97,6 +101,8 @@ func Open(sp *Spec) (Source, error) {
 		known["n"], known["shape"] = true, true
 	case "list":
 		known["root"] = true
+	case "cifar10-py", "cifar100-py":
+		known["split"] = true
 	}
 	for k := range sp.Options {
 		if !known[k] {
@@ -108,6 +114,12 @@ func Open(sp *Spec) (Source, error) {
 		return openCIFAR(sp.Arg, 1)
 	case "cifar100-bin":
 		return openCIFAR(sp.Arg, 2)
+	case "cifar10-py":
+		return openCIFARPy(sp.Arg, false, sp.Options["split"])
+	case "cifar100-py":
+		return openCIFARPy(sp.Arg, true, sp.Options["split"])
+	case "svhn":
+		return openSVHN(sp.Arg)
 	case "mnist":
 		return openMNIST(sp.Arg)
 	case "folder":
@@ -117,8 +129,14 @@ func Open(sp *Spec) (Source, error) {
 	case "noise":
 		return openNoise(sp)
 	}
-	return nil, fmt.Errorf("data spec %q: unknown kind %q (want cifar-bin, cifar100-bin, mnist, folder, list or noise)", sp.Raw, sp.Kind)
+	return nil, fmt.Errorf("data spec %q: unknown kind %q (want %s)", sp.Raw, sp.Kind, kindList)
 }
+
+const kindList = "cifar-bin, cifar100-bin, cifar10-py, cifar100-py, svhn, mnist, folder, list or noise"
+
+// fingerprinter is a source that hashes its own content (the in-memory
+// formats, whose path is a folder or whose size says little).
+type fingerprinter interface{ fingerprint(w io.Writer) }
 
 // parseHW reads "HxW" or a single number S (S x S).
 func parseHW(v string) (int, int, error) {
@@ -166,6 +184,8 @@ func Fingerprint(sp *Spec, src Source) (string, error) {
 		}
 	case *noise:
 		fmt.Fprintf(h, "noise=%s\n", sp.Raw)
+	case fingerprinter:
+		s.fingerprint(h)
 	default:
 		fi, err := os.Stat(sp.Arg)
 		if err != nil {
