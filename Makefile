@@ -67,7 +67,7 @@ export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
 export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar
 
 all: build
 
@@ -137,6 +137,11 @@ bench-models: $(TORCH_MK)
 	$(TORCH_PYTHON) scripts/export.py --arch resnet34 --num-classes 10 --out $(BENCH)/resnet34.pt
 
 SHARED_JPEGS := ../shared/data/tinyimagenet/test
+# The GAIA authors' CIFAR protocol end to end on stand-ins in the real formats
+# (configs/gaia_cifar10.yaml, a random gaia_resnet34): docs/reproduce.md.
+rehearse-cifar: build
+	PYTHON=$(TORCH_PYTHON) scripts/rehearse_cifar.sh $(BUILD)/cifar-rehearsal
+
 bench: build bench-models
 	GAIA_BENCH_MODELS=resnet20=$(abspath $(BENCH))/resnet20.pt:3x32x32,resnet34=$(abspath $(BENCH))/resnet34.pt:3x32x32 \
 	  $(GO) test -run '^$$' -bench BenchmarkDetectors -benchtime $(BENCHTIME) -timeout 60m ./gaia/

@@ -13,14 +13,14 @@ var tapsA = &Setting{Name: "taps-a", Default: "", Taps: true, Legacy: "taps_a",
 	Help: "GAIA-A inner `taps` (default last:2, the last two stages; for BiT its last block, for WRN all, as the authors)"}
 
 // outputA says where GAIA-A's output component is taken.
-var outputA = &Setting{Name: "gaia-a-output", Default: "", Check: func(v any) error {
-	if v != "" && v != "map" && v != "pooled" {
-		return fmt.Errorf("must be map or pooled, not %v", v)
+var outputA = &Setting{Name: "gaia-a-output", Default: "auto", Check: func(v any) error {
+	if v != "auto" && v != "map" && v != "pooled" {
+		return fmt.Errorf("must be auto, map or pooled, not %v", v)
 	}
 	return nil
 },
 	Help: "where GAIA-A's output component o is taken: `map` (the final feature map F, before the pooling) or pooled " +
-		"(the pooled features h: o^2 is H*W times the map's, the score H*W times smaller); default as the authors: pooled for WRN and BiT, map otherwise"}
+		"(the pooled features h: o^2 is H*W times the map's, the score H*W times smaller); auto: as the authors, pooled for WRN and BiT, map otherwise"}
 
 var gaiaA = &Detector{
 	Name:     "gaia-a",
@@ -59,7 +59,7 @@ var gaiaA = &Detector{
 			note = "; no stages recognized in the tap names, so every normalization tap"
 		}
 		out := s.String(outputA.Name)
-		if out == "" {
+		if out == "auto" {
 			out = "map"
 			if isWRN(m.Taps) || bitLastBlock(m.Taps) != "" {
 				out = "pooled" // the authors' AdaptAvgPool / before_head hook

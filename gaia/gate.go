@@ -249,4 +249,3 @@ func JSONFile(v any) ([]byte, error) {
 	}
 	return append(raw, '\n'), nil
 }
-

@@ -293,11 +293,11 @@ func TestGAIAAOutputSetting(t *testing.T) {
 		require.NoError(t, err)
 		return bs.Scores[0]
 	}
-	def, pooled, fmap := score(""), score("pooled"), score("map")
+	def, pooled, fmap := score("auto"), score("pooled"), score("map")
 	for i := range def {
 		assert.Equal(t, def[i], pooled[i])
 		assert.InEpsilon(t, 64*pooled[i], fmap[i], 1e-4, "sample %d", i)
 	}
 	_, err = NewScorer(m, ScorerConfig{Detectors: []string{"gaia-a"}, Settings: Settings{"gaia-a-output": "avg"}})
-	assert.ErrorContains(t, err, "must be map or pooled")
+	assert.ErrorContains(t, err, "must be auto, map or pooled")
 }

@@ -233,6 +233,9 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *
 		name = filepath.Base(c.Out)
 	}
 	fmt.Fprintf(&b, "# %s\n\n", name)
+	if c.Protocol != "" {
+		fmt.Fprintf(&b, "Protocol: %s\n\n", strings.TrimSpace(c.Protocol))
+	}
 	var tb bytes.Buffer
 	_ = t.Write(&tb, "markdown", false)
 	b.Write(tb.Bytes())

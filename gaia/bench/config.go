@@ -49,7 +49,10 @@ type FitSet struct {
 // gave settings under (taps_z and the like: each Setting's Legacy key)
 // still work.
 type Config struct {
-	Name      string         `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name"`
+	// Protocol says, in the report, which published protocol the config
+	// follows and how (free text).
+	Protocol  string         `yaml:"protocol" json:"protocol"`
 	Model     string         `yaml:"model" json:"model"`
 	ID        Set            `yaml:"id" json:"id"`
 	OOD       []Set          `yaml:"ood" json:"ood"`
