@@ -67,7 +67,7 @@ export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
 export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report
 
 all: build
 
@@ -121,6 +121,13 @@ test: build testdata cuda-kernels
 	CGO_ENABLED=0 GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 	$(GO) test -race -count=1 -tags gaia_nolibtorch $(RACE_PKGS)
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) GAIA_PILLOW_PYTHON=$(PILLOW_PYTHON) $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-report
+
+# The demo's report.html in headless Chromium (installed when missing): valid
+# HTML, a table row per detector, every gallery image loaded, not blank.
+# SCREENSHOT=docs/report.png also remakes the README's picture.
+test-report: build
+	GO=$(GO) PILLOW_PYTHON=$(PILLOW_PYTHON) scripts/test_report.sh $(BUILD)/report-test
 
 demo: build
 	@GO=$(GO) scripts/demo.sh

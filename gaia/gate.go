@@ -33,6 +33,12 @@ type ScoreMeta struct {
 	LibTorch string  `json:"libtorch"`
 	Rows     int     `json:"rows"`
 	Created  string  `json:"created"`
+	// Arch, Input (C, H, W) and ClassNames are the model's (MODEL.json):
+	// what a report needs to show the samples as the model saw them and
+	// name their predicted classes without the model.
+	Arch       string   `json:"arch,omitempty"`
+	Input      []int    `json:"input,omitempty"`
+	ClassNames []string `json:"class_names,omitempty"`
 }
 
 // UnmarshalJSON reads provenance, also in its earlier form (settings and

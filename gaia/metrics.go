@@ -177,3 +177,21 @@ func ROCCurve(id, ood []float64) (fpr, tpr []float64) {
 	}
 	return fpr, tpr
 }
+
+// Threshold95 is the score threshold at which FPR95 is measured: the
+// lowest OOD score that still accepts at least 95% of the in-distribution
+// scores id (a sample is accepted when its score is <= the threshold; NaN
+// ranks as the most OOD). FPR95 is the fraction of OOD scores <= it; the ID
+// samples above it are the false alarms.
+func Threshold95(id []float64) float64 {
+	if len(id) == 0 {
+		return math.NaN()
+	}
+	s, _ := rankNaN(id)
+	s = append([]float64(nil), s...)
+	sort.Float64s(s)
+	// The first ROC point (ID positive, from the most in-distribution up,
+	// whole ties at once) whose TPR reaches 0.95, as fprAtTPR finds it.
+	k := int(math.Ceil(0.95*float64(len(s)) - 1e-12*float64(len(s))))
+	return s[max(k, 1)-1]
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -98,4 +99,49 @@ func ExampleCompute() {
 	fmt.Printf("AUROC %.3f, FPR95 %.2f (ID positive), %.2f (OOD positive), detection error %.3f\n",
 		m.AUROC, m.FPR95, m.FPR95OODPositive, m.DetectionError)
 	// Output: AUROC 0.875, FPR95 0.25 (ID positive), 0.50 (OOD positive), detection error 0.125
+}
+
+// The FPR95 threshold: FPR95 is the fraction of OOD scores at or below it,
+// and it accepts at least 95% of ID, on sizes and ties of every kind.
+func TestThreshold95(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	for trial := 0; trial < 200; trial++ {
+		nID, nOOD := 1+r.Intn(300), 1+r.Intn(300)
+		levels := 2 + r.Intn(40) // few levels: many ties
+		id, ood := make([]float64, nID), make([]float64, nOOD)
+		for i := range id {
+			id[i] = float64(r.Intn(levels))
+		}
+		for i := range ood {
+			ood[i] = float64(r.Intn(levels)) + 0.5*float64(r.Intn(2))
+		}
+		if trial%7 == 0 {
+			id[0] = math.NaN()
+		}
+		m, err := Compute(id, ood)
+		if err != nil {
+			t.Fatal(err)
+		}
+		th := Threshold95(id)
+		accID, accOOD := 0, 0
+		for _, v := range id {
+			if v <= th || math.IsInf(th, 1) { // NaN ranks with +Inf
+				accID++
+			}
+		}
+		for _, v := range ood {
+			if v <= th {
+				accOOD++
+			}
+		}
+		if float64(accID) < 0.95*float64(nID)-1e-9 {
+			t.Fatalf("trial %d: threshold %v accepts %d of %d ID", trial, th, accID, nID)
+		}
+		if got := float64(accOOD) / float64(nOOD); math.Abs(got-m.FPR95) > 1e-12 {
+			t.Fatalf("trial %d: %d/%d OOD at or below %v = %v, FPR95 %v", trial, accOOD, nOOD, th, got, m.FPR95)
+		}
+	}
+	if !math.IsNaN(Threshold95(nil)) {
+		t.Fatal("no scores: want NaN")
+	}
 }

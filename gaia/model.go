@@ -292,6 +292,11 @@ func (m *Model) Provenance(spec string, rows int) *ScoreMeta {
 	meta := &ScoreMeta{Model: m.Config.Path, ModelSHA256: m.SHA256, Data: spec, Detectors: m.Config.Detectors,
 		Settings: m.Config.Settings.For(m.Config.Detectors), Taps: map[string][]string{},
 		Device: m.Devices(), LibTorch: torch.Version(), Rows: rows, Created: time.Now().UTC().Format(time.RFC3339)}
+	if m.Meta != nil {
+		meta.Arch, meta.ClassNames = m.Meta.Arch, m.Meta.ClassNames
+		c, h, w := m.Input()
+		meta.Input = []int{c, h, w}
+	}
 	if m.Fit != nil {
 		meta.Fit = &FitRef{Path: m.Config.Fit, SHA256: m.FitSHA}
 	}

@@ -62,7 +62,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return usageError{err.Error()}
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "report: %s\n", filepath.Join(res.Out, "report.md"))
+		fmt.Fprintf(stderr, "report: %s and %s\n", filepath.Join(res.Out, "report.md"), filepath.Join(res.Out, "report.html"))
 	}
 	return nil
 }

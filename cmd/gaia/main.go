@@ -42,7 +42,9 @@ Usage:
   gaia calibrate --id id.csv --detector gaia-a --tpr 0.95 --out gate.json
         the threshold that accepts that fraction of in-distribution samples, as a gate file
   gaia bench CONFIG [--quiet]
-        a whole benchmark from a YAML or JSON config: scores, metrics, plots and report.md
+        a whole benchmark from a YAML or JSON config: scores, metrics, plots, report.md and report.html
+  gaia report --id id.csv --ood NAME=ood.csv [--ood ...] --out DIR [--gallery 16]
+        report.html from score files and their provenance (no model needed): table, plots, galleries
   gaia speed --model MODEL.pt [--device auto] [--batch 128]
         images/s and peak memory of each detector and of the bare forward and backward
   gaia serve --model MODEL.pt --gate gate.json [--addr 127.0.0.1:8080] [--max-batch 32]
@@ -87,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runCalibrate(args[1:], stdout, stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
+	case "report":
+		return runReport(args[1:], stdout, stderr)
 	case "speed":
 		return runSpeed(args[1:], stdout, stderr)
 	case "merge":

@@ -113,6 +113,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	logf("model %s (%s) on %s, LibTorch %s\n%s", c.Model, meta.Arch, m.Device(), torch.Version(), scorer.Describe())
 
 	files := map[string]*gaia.ScoreFile{}
+	metas := map[string]*gaia.ScoreMeta{}
 	for _, p := range sets {
 		key := scoreKey(modelHash, model.FitSHA, p, c)
 		keyFile := strings.TrimSuffix(p.file, ".csv") + ".key"
@@ -120,6 +121,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
 			if sf, err := gaia.ReadScoreFile(p.file); err == nil {
 				files[p.set.Name] = sf
+				metas[p.set.Name] = model.Provenance(p.set.Data, len(sf.Rows))
 				logf("%s: reusing %s (same model, data and detectors)\n", p.set.Name, p.file)
 				res.Phases = append(res.Phases, Phase{Name: "score " + p.set.Name, Seconds: time.Since(start).Seconds(), Images: len(sf.Rows), Reused: true})
 				continue
@@ -128,6 +130,10 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		os.Remove(keyFile)
 		sw, err := gaia.CreateScoreWriter(p.file, c.detectors, nil)
 		if err != nil {
+			return nil, err
+		}
+		if err := sw.WithSidecar(); err != nil { // so that gaia report can redo the page
+			sw.Abort()
 			return nil, err
 		}
 		l := &data.Loader{Src: p.src, Transform: p.tf, BatchSize: c.Batch, Workers: c.Workers, SkipBad: c.SkipBad}
@@ -141,7 +147,13 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 			sw.Abort()
 			return nil, fmt.Errorf("set %s: %w", p.set.Name, err)
 		}
-		if err := sw.Commit(); err != nil {
+		metas[p.set.Name] = model.Provenance(p.set.Data, sum.Rows)
+		sidecar, err := gaia.JSONFile(metas[p.set.Name])
+		if err != nil {
+			sw.Abort()
+			return nil, err
+		}
+		if err := sw.CommitWith(sidecar); err != nil {
 			return nil, err
 		}
 		if err := gaia.WriteFileAtomic(keyFile, []byte(key)); err != nil {
@@ -182,57 +194,85 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "metrics.json"), buf.Bytes()); err != nil {
 		return nil, err
 	}
-	if err := plots(c, files); err != nil {
+	setupList := setupItems(c, meta, m, scorer, model.Fit, model.SHA256, table, sets)
+	in := report.Input{Title: c.title(), Protocol: strings.TrimSpace(c.Protocol), Setup: setupList, Gallery: c.Gallery,
+		Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
+	in.ID = report.Set{Name: c.ID.Name, Scores: files[c.ID.Name], Meta: metas[c.ID.Name]}
+	for _, o := range c.OOD {
+		in.OOD = append(in.OOD, report.Set{Name: o.Name, Scores: files[o.Name], Meta: metas[o.Name]})
+	}
+	in.Detectors = c.detectors
+	page, err := report.Build(in)
+	if err != nil {
 		return nil, err
 	}
-	res.Phases = append(res.Phases, Phase{Name: "metrics and plots", Seconds: time.Since(start).Seconds()})
-	md := markdown(c, meta, m, scorer, model.Fit, table, res.Phases, sets)
+	for _, f := range append(page.ROC, page.Hist...) {
+		if err := gaia.WriteFileAtomic(filepath.Join(c.Out, f.File), f.PNG); err != nil {
+			return nil, err
+		}
+	}
+	res.Phases = append(res.Phases, Phase{Name: "metrics, plots and galleries", Seconds: time.Since(start).Seconds()})
+	for _, ph := range res.Phases {
+		page.Phases = append(page.Phases, report.Phase(ph))
+	}
+	html, err := report.HTML(page)
+	if err != nil {
+		return nil, err
+	}
+	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.html"), html); err != nil {
+		return nil, err
+	}
+	md := markdown(c, setupList, table, res.Phases)
 	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-func plots(c *Config, files map[string]*gaia.ScoreFile) error {
-	id := files[c.ID.Name]
-	for _, o := range c.OOD {
-		var curves []report.Curve
-		for _, det := range c.detectors {
-			a, _ := id.Column(det)
-			b, err := files[o.Name].Column(det)
-			if err != nil {
-				return err
-			}
-			curves = append(curves, report.Curve{Name: det, Points: report.ROCPoints(gaia.ROCCurve(a, b))})
-		}
-		title := fmt.Sprintf("ROC: %s (ID) vs %s (OOD)", c.ID.Name, o.Name)
-		if err := report.SaveROC(filepath.Join(c.Out, "roc-"+fileName(o.Name)+".png"), title, curves); err != nil {
-			return err
-		}
+// title is the report's title: the config's name, or its out folder's.
+func (c *Config) title() string {
+	if c.Name != "" {
+		return c.Name
 	}
-	for _, det := range c.detectors {
-		var series []report.Series
-		for _, s := range append([]Set{c.ID}, c.OOD...) {
-			v, err := files[s.Name].Column(det)
-			if err != nil {
-				return err
-			}
-			series = append(series, report.Series{Name: s.Name, Scores: v})
-		}
-		if err := report.SaveHistogram(filepath.Join(c.Out, "hist-"+det+".png"), det+" scores", series); err != nil {
-			return err
-		}
-	}
-	return nil
+	return filepath.Base(c.Out)
 }
 
-func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *gaia.Fit, t *gaia.EvalTable, phases []Phase, sets []*prepared) string {
-	var b strings.Builder
-	name := c.Name
-	if name == "" {
-		name = filepath.Base(c.Out)
+// setupItems are the report's setup, as (label, value): the model, the
+// data and transform of each set, the detectors, their settings and taps,
+// the fit, the machine and the versions.
+func setupItems(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *gaia.Fit, sha string, t *gaia.EvalTable, sets []*prepared) [][2]string {
+	items := [][2]string{
+		{"Model", fmt.Sprintf("%s (%s, %s, input %dx%dx%d)", c.Model, meta.Arch, meta.ExportedWith, meta.InputSize[0], meta.InputSize[1], meta.InputSize[2])},
+		{"Model SHA-256", sha},
 	}
-	fmt.Fprintf(&b, "# %s\n\n", name)
+	if t.IDAccuracy != nil {
+		items = append(items, [2]string{"Accuracy on " + c.ID.Name, fmt.Sprintf("%.2f%% (%d labelled images)", 100**t.IDAccuracy, t.IDLabelled)})
+	}
+	for _, p := range sets {
+		items = append(items, [2]string{p.set.Name, fmt.Sprintf("%s: %s; %s", p.set.Data, p.src.Describe(), p.tf.Describe())})
+	}
+	items = append(items, [2]string{"Detectors", fmt.Sprintf("%s; settings: %s", strings.Join(c.detectors, ", "), c.settings.For(c.detectors).Canonical())})
+	if fit != nil {
+		items = append(items, [2]string{"Fit of the feature-based detectors", fmt.Sprintf("%s (%d samples, %d feature vectors kept; fit.safetensors)", fit.Meta.Data, fit.N, fit.M)})
+	}
+	for _, w := range s.Warnings() {
+		items = append(items, [2]string{"Warning", w})
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s.Describe()), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok {
+			items = append(items, [2]string{k, v})
+		}
+	}
+	items = append(items,
+		[2]string{"LibTorch", fmt.Sprintf("%s on %s, %d intra-op threads, %d CPUs, %s/%s; batch %d", torch.Version(), m.Device(), torch.NumThreads(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.Batch)},
+		[2]string{"Versions", fmt.Sprintf("gaia %s, %s; JPEG decoding: %s", gaia.Version, runtime.Version(), data.JPEGDecoder())},
+		[2]string{"Date", time.Now().UTC().Format("2006-01-02 15:04 MST")})
+	return items
+}
+
+func markdown(c *Config, setup [][2]string, t *gaia.EvalTable, phases []Phase) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n", c.title())
 	if c.Protocol != "" {
 		fmt.Fprintf(&b, "Protocol: %s\n\n", strings.TrimSpace(c.Protocol))
 	}
@@ -240,27 +280,9 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *
 	_ = t.Write(&tb, "markdown", false)
 	b.Write(tb.Bytes())
 	fmt.Fprintf(&b, "\n## Setup\n\n")
-	fmt.Fprintf(&b, "- Model: `%s` (%s, %s, input %dx%dx%d)\n", c.Model, meta.Arch, meta.ExportedWith, meta.InputSize[0], meta.InputSize[1], meta.InputSize[2])
-	if t.IDAccuracy != nil {
-		fmt.Fprintf(&b, "- Accuracy on %s: %.2f%% (%d labelled images)\n", c.ID.Name, 100**t.IDAccuracy, t.IDLabelled)
+	for _, it := range setup {
+		fmt.Fprintf(&b, "- %s: %s\n", it[0], it[1])
 	}
-	for _, p := range sets {
-		fmt.Fprintf(&b, "- %s: `%s`: %s; %s\n", p.set.Name, p.set.Data, p.src.Describe(), p.tf.Describe())
-	}
-	fmt.Fprintf(&b, "- Detectors: %s; settings: %s\n", strings.Join(c.detectors, ", "), c.settings.For(c.detectors).Canonical())
-	if fit != nil {
-		fmt.Fprintf(&b, "- Fit of the feature-based detectors: `%s` (%d samples, %d feature vectors kept; `fit.safetensors`)\n", fit.Meta.Data, fit.N, fit.M)
-	}
-	for _, w := range s.Warnings() {
-		fmt.Fprintf(&b, "- Warning: %s\n", w)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(s.Describe()), "\n") {
-		if line != "" {
-			fmt.Fprintf(&b, "- %s\n", line)
-		}
-	}
-	fmt.Fprintf(&b, "- LibTorch %s on %s, %d intra-op threads, %d CPUs, %s/%s; batch %d\n", torch.Version(), m.Device(), torch.NumThreads(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.Batch)
-	fmt.Fprintf(&b, "- Date: %s; gaia %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), gaia.Version)
 	fmt.Fprintf(&b, "\n## Time per phase\n\n| phase | seconds | images | images/s |\n| --- | ---: | ---: | ---: |\n")
 	for _, p := range phases {
 		rate, note := "", ""
@@ -276,7 +298,7 @@ func markdown(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *
 		}
 		fmt.Fprintf(&b, "| %s%s | %.1f | %s | %s |\n", p.Name, note, p.Seconds, imgs, rate)
 	}
-	fmt.Fprintf(&b, "\n## Files\n\n- `metrics.csv`, `metrics.json`: every metric (also AUPR-In, AUPR-Out, detection error, and FPR95 with OOD positive)\n- `scores/`: one score file per set\n")
+	fmt.Fprintf(&b, "\n## Files\n\n- `report.html`: this report with the plots and the galleries of the images each detector gets most wrong (one file, readable offline)\n- `metrics.csv`, `metrics.json`: every metric (also AUPR-In, AUPR-Out, detection error, and FPR95 with OOD positive)\n- `scores/`: one score file per set, each with its provenance (`.csv.json`; `gaia report` remakes the page from them)\n")
 	var plotsList []string
 	for _, o := range c.OOD {
 		plotsList = append(plotsList, "roc-"+fileName(o.Name)+".png")

@@ -39,7 +39,7 @@ func TestRunChecksBeforeScoringThenReuses(t *testing.T) {
 	require.NoError(t, err)
 	res, err := Run(context.Background(), c, nil)
 	require.NoError(t, err)
-	for _, f := range []string{"report.md", "metrics.csv", "metrics.json", "roc-B_noise.png", "hist-gaia-a.png", "scores/A.csv", "scores/B_noise.csv"} {
+	for _, f := range []string{"report.md", "report.html", "scores/A.csv.json", "metrics.csv", "metrics.json", "roc-B_noise.png", "hist-gaia-a.png", "scores/A.csv", "scores/B_noise.csv"} {
 		st, err := os.Stat(filepath.Join(out, f))
 		require.NoError(t, err, f)
 		assert.Greater(t, st.Size(), int64(0), f)

