@@ -2,6 +2,7 @@
 #
 #   make demo     the embedded demo (installs what is missing, builds, runs)
 #   make test     every test (installs what is missing, builds, makes test models)
+#   make test-slurm  the Slurm array job on a real one-node Slurm (root)
 #   make build    bin/gaia
 #   make bench    Go benchmarks of every detector and of the bare forward/backward
 #   make bench-compare   gaia against the authors'-style PyTorch, side by side
@@ -67,7 +68,7 @@ export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
 export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report test-slurm
 
 all: build
 
@@ -120,8 +121,14 @@ test: build testdata cuda-kernels
 	CGO_ENABLED=0 $(GO) vet ./...
 	CGO_ENABLED=0 GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 	$(GO) test -race -count=1 -tags gaia_nolibtorch $(RACE_PKGS)
-	GAIA_TESTDATA=$(abspath $(TESTDATA)) GAIA_PILLOW_PYTHON=$(PILLOW_PYTHON) $(GO) test -count=1 ./...
+	GAIA_TESTDATA=$(abspath $(TESTDATA)) GAIA_PILLOW_PYTHON=$(PILLOW_PYTHON) GAIA_BIN=$(abspath bin/gaia) $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory test-report
+
+# The Slurm scripts of deploy/slurm run by a real one-node Slurm (slurm-wlm
+# and munge installed when missing, every daemon stopped by PID):
+# docs/scale.md. Needs root, as CI has.
+test-slurm: build
+	GO=$(GO) scripts/test_slurm.sh $(BUILD)/slurm-test
 
 # The demo's report.html in headless Chromium (installed when missing): valid
 # HTML, a table row per detector, every gallery image loaded, not blank.

@@ -3,8 +3,14 @@
 package deploy
 
 import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -128,6 +134,12 @@ func TestSlurmScripts(t *testing.T) {
 	require.NoError(t, err, string(out))
 	assert.Contains(t, string(out), "score --model=")
 	assert.Contains(t, string(out), "--shard=slurm --out-dir=/tmp/x")
+	assert.Contains(t, string(out), "--device=cuda", "GPUs by default")
+	cmd = exec.Command("bash", "slurm/score-array.sbatch")
+	cmd.Env = append(os.Environ(), "GAIA="+stub, "OUT=/tmp/x", "DEVICE=cpu", "DETECTORS=msp,gaia-z", "BATCH=16")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "--detectors=msp,gaia-z --batch=16 --device=cpu", "a CPU cluster's settings, through the environment")
 	cmd = exec.Command("bash", "slurm/merge.sbatch")
 	cmd.Env = append(os.Environ(), "GAIA="+stub, "OUT=/tmp/x")
 	out, err = cmd.CombinedOutput()
@@ -144,4 +156,145 @@ func TestDockerfile(t *testing.T) {
 	assert.Contains(t, s, "make build PYTHON=/opt/torch/bin/python")
 	assert.Contains(t, s, "COPY --from=build /opt/torch /opt/torch")
 	assert.Regexp(t, `(?m)^ENTRYPOINT \["/usr/local/bin/gaia"\]`, s)
+}
+
+// The Kubernetes Job's container, run as the Job controller would run it
+// (completionMode Indexed: one process per index with JOB_COMPLETION_INDEX
+// set, the container's args and env), but as local processes: the volumes
+// are folders here, and the model and data are the repository's MNIST
+// ResNet and generated digits instead of the Job's BiT and ImageNet
+// (--model and --data replaced, every other argument as the Job has it;
+// --device=cuda becomes cpu on a machine without a GPU). Its N shards
+// merge to what one unsharded gaia score gives. No Kubernetes cluster runs
+// this: docs/scale.md says how to run the Job on one.
+func TestKubernetesJobAsLocalProcesses(t *testing.T) {
+	gaiaBin := os.Getenv("GAIA_BIN")
+	if gaiaBin == "" {
+		t.Skip("GAIA_BIN (a gaia built with LibTorch) is not set; make test sets it to bin/gaia")
+	}
+	raw, err := os.ReadFile("k8s/score-job.yaml")
+	require.NoError(t, err)
+	var job batchv1.Job
+	require.NoError(t, yaml.UnmarshalStrict(raw, &job))
+	n := int(*job.Spec.Completions)
+	c := job.Spec.Template.Spec.Containers[0]
+
+	root := t.TempDir()
+	mounts := map[string]string{} // the pod's path -> the folder here
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = filepath.Join(root, m.Name)
+		require.NoError(t, os.MkdirAll(mounts[m.MountPath], 0o755))
+	}
+	local := func(p string) string {
+		for mp, dir := range mounts {
+			if rest, ok := strings.CutPrefix(p, mp+"/"); ok {
+				return filepath.Join(dir, rest)
+			}
+		}
+		t.Fatalf("%s is on no volume of the Job", p)
+		return ""
+	}
+	// 50 digit-like 28x28 gray images in two class folders on the data volume.
+	dataDir := local("/data/digits/val")
+	for i := 0; i < 50; i++ {
+		img := image.NewGray(image.Rect(0, 0, 28, 28))
+		for y := 4 + i%5; y < 24; y++ {
+			img.SetGray(6+i%11+y/3, y, color.Gray{Y: uint8(255 - 3*i)})
+		}
+		dir := filepath.Join(dataDir, fmt.Sprintf("c%d", i%2))
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		var b bytes.Buffer
+		require.NoError(t, png.Encode(&b, img))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d.png", i)), b.Bytes(), 0o644))
+	}
+	model, err := filepath.Abs("../models/mnist_resnet.pt")
+	require.NoError(t, err)
+	device := "cpu"
+	var args []string
+	for _, a := range c.Args {
+		switch {
+		case strings.HasPrefix(a, "--model="):
+			a = "--model=" + model
+		case strings.HasPrefix(a, "--data="):
+			a = "--data=folder:" + dataDir
+		case strings.HasPrefix(a, "--out-dir="):
+			a = "--out-dir=" + local(strings.TrimPrefix(a, "--out-dir="))
+		case a == "--device=cuda":
+			a = "--device=" + device
+		}
+		args = append(args, a)
+	}
+	outDir := local(must(flagValue(c.Args, "out-dir")))
+	env := os.Environ()
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	// The Job's parallelism, two at a time on this machine's cores.
+	sem := make(chan struct{}, 2)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cmd := exec.Command(gaiaBin, args...)
+			cmd.Env = append(append([]string(nil), env...), fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("index %d: %v: %s", i, err, out)
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		require.NoError(t, <-errs)
+	}
+	shards, err := filepath.Glob(filepath.Join(outDir, "shard-*-of-*.json"))
+	require.NoError(t, err)
+	require.Len(t, shards, n, "a manifest per index")
+	merged := filepath.Join(root, "merged.csv")
+	out, err := exec.Command(gaiaBin, "merge", outDir, "--out", merged).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	// The unsharded run: the same arguments without the shard flags.
+	var plain []string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--shard") && !strings.HasPrefix(a, "--out-dir=") {
+			plain = append(plain, a)
+		}
+	}
+	whole := filepath.Join(root, "whole.csv")
+	cmd := exec.Command(gaiaBin, append(plain, "--quiet", "--out", whole)...)
+	cmd.Env = env
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	a, err := os.ReadFile(whole)
+	require.NoError(t, err)
+	b, err := os.ReadFile(merged)
+	require.NoError(t, err)
+	if !bytes.Equal(a, b) {
+		// Shards start their batches at other samples: float rounding at most.
+		la, lb := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+		require.Equal(t, len(la), len(lb))
+		for i := range la {
+			fa, fb := strings.Split(la[i], ","), strings.Split(lb[i], ",")
+			require.Equal(t, len(fa), len(fb), "line %d", i)
+			for j := range fa {
+				if j < 4 || i == 0 {
+					require.Equal(t, fa[j], fb[j], "line %d field %d", i, j)
+					continue
+				}
+				x, _ := strconv.ParseFloat(fa[j], 64)
+				y, _ := strconv.ParseFloat(fb[j], 64)
+				require.InDelta(t, x, y, 1e-6*max(1, abs(x)), "line %d field %d", i, j)
+			}
+		}
+	}
+	assert.Equal(t, 51, strings.Count(string(b), "\n"), "header and 50 rows")
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
