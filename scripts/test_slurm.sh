@@ -5,7 +5,7 @@
 # socket in a temporary folder; each PID recorded), then:
 #   1. submits deploy/slurm/score-array.sbatch, unchanged, as a 3-task array
 #      (MODEL, DATA, OUT, GAIA, DEVICE=cpu through the environment; the
-#      script's GPU request overridden on the command line), kills one task
+#      script's GPU request dropped by SBATCH_GRES=none), kills one task
 #      mid-shard with scancel, and checks that task left no manifest;
 #   2. submits the array again: the complete shards are skipped (their logs
 #      say so), the killed one is redone;
@@ -174,7 +174,7 @@ echo "unsharded gaia score: $(since "$t") s" > "$OUT/timings.txt"
 SHARDS=$OUT/shards
 export GAIA MODEL DATA DEVICE=cpu DETECTORS BATCH=64
 submit_array() {
-  OUT=$SHARDS sbatch --parsable --array=0-2 --gres=none --cpus-per-task=1 --mem=2G --time=10 \
+  OUT=$SHARDS SBATCH_GRES=none sbatch --parsable --array=0-2 --cpus-per-task=1 --mem=2G --time=10 \
     --chdir="$tmp/logs" --output="$OUT/logs/score-%A_%a.log" deploy/slurm/score-array.sbatch
 }
 mkdir -p "$OUT/logs"
@@ -186,6 +186,12 @@ wait_job() { # wait_job JOBID [seconds]: until every task of it has ended
     sleep 0.5
   done
 }
+# The script's own GPU request is real: without the override this GPU-less
+# cluster refuses it.
+if nj=$(OUT=$SHARDS sbatch --parsable --array=0-2 --cpus-per-task=1 --mem=2G --chdir="$tmp/logs" deploy/slurm/score-array.sbatch 2> "$tmp/gres.err"); then
+  scancel "$nj"; fail "the array with its #SBATCH --gres=gpu:1 was accepted on a node without GPUs"
+fi
+echo "test_slurm: without SBATCH_GRES=none the array is refused: $(head -1 "$tmp/gres.err")"
 t=$(now)
 jid1=$(submit_array)
 echo "test_slurm: array job $jid1 (3 tasks) submitted"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	_ "image/jpeg"
 	"image/png"
 	"math"
 	"math/rand"
@@ -246,4 +247,35 @@ func slicesHas(notes []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// Inputs above 64 pixels a side are shown resized to 96 (JPEG), from a
+// record source (seeded noise) as from files.
+func TestLargeThumbnails(t *testing.T) {
+	dir := t.TempDir()
+	set := func(name string, shift float64) Set {
+		path := filepath.Join(dir, name+".csv")
+		sw, err := gaia.CreateScoreWriter(path, []string{"d"}, nil)
+		require.NoError(t, err)
+		for i := 0; i < 6; i++ {
+			require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: i, Source: fmt.Sprintf("uniform-noise#%d", i), Label: -1, Scores: []float64{float64(i) + shift}}}))
+		}
+		require.NoError(t, sw.Commit())
+		sf, err := gaia.ReadScoreFile(path)
+		require.NoError(t, err)
+		return Set{Name: name, Scores: sf, Meta: &gaia.ScoreMeta{Data: "noise:uniform,n=6,shape=3x100x120,seed=4,resize=100x120", Input: []int{3, 100, 120}}}
+	}
+	page, err := Build(Input{ID: set("a", 0), OOD: []Set{set("b", 0.5)}, Gallery: 2})
+	require.NoError(t, err)
+	it := page.Detectors[0].ID.Items[0]
+	require.Empty(t, it.Problem)
+	raw, ok := strings.CutPrefix(it.Image, "data:image/jpeg;base64,")
+	require.True(t, ok, it.Image[:30])
+	b, err := base64.StdEncoding.DecodeString(raw)
+	require.NoError(t, err)
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{96, 80}, [2]int{cfg.Width, cfg.Height}, "120x100 fitted into 96")
+	assert.Equal(t, [2]int{96, 80}, [2]int{it.W, it.H})
+	assert.True(t, slicesHas(page.Notes, "shown resized to 96 pixels"))
 }
