@@ -146,7 +146,11 @@ func view(p *Page) *pageView {
 					tv.DisplayW, tv.DisplayH = 56, 56
 				}
 				tv.Width = max(tv.DisplayW, 60) + 6 // the border and padding
-				tv.Tip = fmt.Sprintf("score %s, rank %d of %d, %s", FormatScore(it.Score), it.Rank, it.Of, it.Source)
+				tv.Tip = fmt.Sprintf("score %s, rank %d of %d, predicted %s", FormatScore(it.Score), it.Rank, it.Of, it.Pred)
+				if it.Label != "" {
+					tv.Tip += ", label " + it.Label
+				}
+				tv.Tip += ", " + it.Source
 				if it.Problem != "" {
 					tv.Tip += ": " + it.Problem
 				}
@@ -222,6 +226,7 @@ section.det .summary { color: var(--muted); font-size: 13px; margin-left: 8px; }
 .tile .score { font-weight: 700; }
 .tile .rank { color: var(--muted); font-weight: 400; }
 .tile .src { color: var(--muted); }
+.tile .mis { color: var(--bad); }
 .noimg { background: var(--soft); color: var(--muted); display: flex; align-items: center; justify-content: center; text-align: center; font-size: 10px; }
 .legend { font-size: 12px; color: var(--muted); }
 .legend .sw { display: inline-block; width: 10px; height: 10px; line-height: 0; overflow: hidden; border: 2px solid var(--bad); vertical-align: middle; margin-right: 3px; }
@@ -279,14 +284,14 @@ section.det .summary { color: var(--muted); font-size: 13px; margin-left: 8px; }
 
 {{if .Dets}}<section id="galleries">
 <h2>Galleries</h2>
-<p class="legend">Per detector: the {{.Gallery}} {{.IDName}} images it scores as most out-of-distribution, then per OOD set the {{.Gallery}} images it scores as most in-distribution, each with its score, its rank in its set, predicted class (and label), and source. <span class="sw">&nbsp;</span>red: wrong at the FPR95 threshold (a false alarm, or a missed detection). The images are the model's inputs before normalization.{{range .Notes}} {{.}}.{{end}}</p>
+<p class="legend">Per detector: the {{.Gallery}} {{.IDName}} images it scores as most out-of-distribution, then per OOD set the {{.Gallery}} images it scores as most in-distribution, each with its score, its rank in its set, predicted class (and label), and source. <span class="sw">&nbsp;</span>red: wrong at the FPR95 threshold (a false alarm, or a missed detection); a label in red: the model misclassifies the image. The images are the model's inputs before normalization.{{range .Notes}} {{.}}.{{end}}</p>
 {{range .Dets}}<section class="det" id="{{.Anchor}}">
 <details open>
 <summary><span class="dname">{{.Detector}}</span><span class="summary">{{.Summary}}</span></summary>
 {{range .Galleries}}<h4>{{.Title}}</h4>
 <p class="note">{{.Note}}</p>
 <div class="gallery">
-{{range .Items}}<div class="tile{{if .Wrong}} wrong{{end}}" style="width:{{.Width}}px" title="{{.Tip}}">{{if .URL}}<img src="{{.URL}}" width="{{.DisplayW}}" height="{{.DisplayH}}" alt="sample {{.Index}}"{{if .Exact}} class="exact"{{end}}>{{else}}<div class="noimg" style="width:{{.DisplayW}}px;height:{{.DisplayH}}px">no image</div>{{end}}<div class="cap"><span class="score">{{.ScoreText}}</span><span><span class="rank">#{{.Rank}}</span> → {{.Pred}}</span>{{if .Label}}<span>label {{.Label}}</span>{{end}}<span class="src">{{.SourceShort}}</span></div></div>
+{{range .Items}}<div class="tile{{if .Wrong}} wrong{{end}}" style="width:{{.Width}}px" title="{{.Tip}}">{{if .URL}}<img src="{{.URL}}" width="{{.DisplayW}}" height="{{.DisplayH}}" alt="sample {{.Index}}"{{if .Exact}} class="exact"{{end}}>{{else}}<div class="noimg" style="width:{{.DisplayW}}px;height:{{.DisplayH}}px">no image</div>{{end}}<div class="cap"><span class="score">{{.ScoreText}}</span><span><span class="rank">#{{.Rank}}</span> → {{.Pred}}</span>{{if .Label}}<span{{if .Misclassified}} class="mis"{{end}}>label {{.Label}}</span>{{end}}<span class="src">{{.SourceShort}}</span></div></div>
 {{end}}</div>
 {{end}}</details>
 </section>

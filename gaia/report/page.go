@@ -112,6 +112,8 @@ type Thumb struct {
 	// Wrong: a false alarm (ID above the threshold) or a missed detection
 	// (OOD at or below it).
 	Wrong bool
+	// Misclassified: an ID sample whose predicted class is not its label.
+	Misclassified bool
 	// Image is a data: URL ("" with Problem saying why there is none).
 	Image   string
 	W, H    int
@@ -312,6 +314,7 @@ func gallery(s Set, scores []float64, k int, descending bool, th float64, im *Im
 			Pred: className(s.Meta, row.Pred), Wrong: above(scores[i], th) == descending}
 		if row.Label >= 0 && descending { // an OOD set's labels are not the model's classes
 			t.Label = className(s.Meta, row.Label)
+			t.Misclassified = row.Label != row.Pred
 		}
 		t.Image, t.W, t.H, t.Problem = im.Thumb(s, row)
 		g.Items = append(g.Items, t)
@@ -321,9 +324,7 @@ func gallery(s Set, scores []float64, k int, descending bool, th float64, im *Im
 
 func className(m *gaia.ScoreMeta, c int) string {
 	if m != nil && c >= 0 && c < len(m.ClassNames) && m.ClassNames[c] != "" {
-		if name := m.ClassNames[c]; name != strconv.Itoa(c) {
-			return fmt.Sprintf("%s (%d)", name, c)
-		}
+		return m.ClassNames[c]
 	}
 	return strconv.Itoa(c)
 }

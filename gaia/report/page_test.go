@@ -127,7 +127,14 @@ func TestGalleries(t *testing.T) {
 	}
 	// The thumbnail is the 32x32 center crop of the 40x40 PNG.
 	it := page.Detectors[0].ID.Items[1]
-	assert.Equal(t, []string{"cat (0)", "dog (1)"}[it.Index%2], it.Pred)
+	assert.Equal(t, []string{"cat", "dog"}[it.Index%2], it.Pred)
+	for _, it := range page.Detectors[0].ID.Items {
+		assert.Equal(t, "cat", it.Label)
+		assert.Equal(t, it.Index%2 == 1, it.Misclassified, "label 0, predicted %d", it.Index%2)
+	}
+	for _, it := range page.Detectors[0].OOD[0].Items {
+		assert.Empty(t, it.Label, "an OOD set's labels are not the model's classes")
+	}
 	img := decodeURL(t, it.Image)
 	require.Equal(t, image.Rect(0, 0, 32, 32), img.Bounds())
 	for _, p := range [][2]int{{0, 0}, {31, 31}, {5, 17}} {
