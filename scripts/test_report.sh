@@ -22,12 +22,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v tidy >/dev/null || need+=(tidy)
 "$PY" -c 'import html5lib' 2>/dev/null || need+=(python3-html5lib)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "test_report: installing ${need[*]}" >&2
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. scripts/apt.sh
+if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
 
 . scripts/demo_data.sh
 mkdir -p "$OUT"

@@ -27,12 +27,8 @@ GO=${GO:-go}
 need=()
 command -v slurmctld >/dev/null || need+=(slurm-wlm)
 command -v munged >/dev/null || need+=(munge)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "test_slurm: installing ${need[*]}" >&2
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. scripts/apt.sh
+if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
 if [ "$(id -u)" != 0 ]; then
   echo "test_slurm: runs its own slurmd, which must be root (as in CI); skipped for user $(id -un)" >&2
   exit 1

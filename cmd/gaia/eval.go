@@ -14,6 +14,31 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// namedFile is one -ood NAME=FILE.
+type namedFile struct{ name, path string }
+
+// namedFiles parses the -ood NAME=FILE flags of cmd; a name given twice, or
+// one of taken, is a usage error.
+func namedFiles(cmd string, flags []string, taken ...string) ([]namedFile, error) {
+	seen := map[string]bool{}
+	for _, t := range taken {
+		seen[t] = true
+	}
+	var out []namedFile
+	for _, o := range flags {
+		name, path, ok := strings.Cut(o, "=")
+		if !ok || name == "" || path == "" {
+			return nil, usagef("%s: -ood %q: want NAME=FILE", cmd, o)
+		}
+		if seen[name] {
+			return nil, usagef("%s: set %q named twice", cmd, name)
+		}
+		seen[name] = true
+		out = append(out, namedFile{name, path})
+	}
+	return out, nil
+}
+
 func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
 	id := fs.String("id", "", "the in-distribution score `file`")
@@ -37,22 +62,17 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	named, err := namedFiles("eval", oods)
+	if err != nil {
+		return err
+	}
 	var sets []gaia.OODSet
-	seen := map[string]bool{}
-	for _, o := range oods {
-		name, path, ok := strings.Cut(o, "=")
-		if !ok || name == "" || path == "" {
-			return usagef("eval: -ood %q: want NAME=FILE", o)
-		}
-		if seen[name] {
-			return usagef("eval: OOD set %q named twice", name)
-		}
-		seen[name] = true
-		sf, err := gaia.ReadScoreFile(path)
+	for _, o := range named {
+		sf, err := gaia.ReadScoreFile(o.path)
 		if err != nil {
 			return err
 		}
-		sets = append(sets, gaia.OODSet{Name: name, Scores: sf})
+		sets = append(sets, gaia.OODSet{Name: o.name, Scores: sf})
 	}
 	t, err := gaia.Evaluate(idFile, sets)
 	if err != nil {

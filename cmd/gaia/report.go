@@ -50,17 +50,12 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if in.ID, err = readReportSet(idName, idPath, stderr); err != nil {
 		return err
 	}
-	seen := map[string]bool{idName: true}
-	for _, o := range oods {
-		name, path, ok := strings.Cut(o, "=")
-		if !ok || name == "" || path == "" {
-			return usagef("report: -ood %q: want NAME=FILE", o)
-		}
-		if seen[name] {
-			return usagef("report: set %q named twice", name)
-		}
-		seen[name] = true
-		s, err := readReportSet(name, path, stderr)
+	named, err := namedFiles("report", oods, idName)
+	if err != nil {
+		return err
+	}
+	for _, o := range named {
+		s, err := readReportSet(o.name, o.path, stderr)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -21,13 +20,8 @@ import (
 	"github.com/gaia-ood/gaia/torch"
 )
 
-// Phase is one timed step of a run.
-type Phase struct {
-	Name    string
-	Seconds float64
-	Images  int
-	Reused  bool
-}
+// Phase is one timed step of a run (as report.html lists them).
+type Phase = report.Phase
 
 // Result is what Run produced.
 type Result struct {
@@ -43,10 +37,6 @@ type prepared struct {
 	tf   *data.Transform
 	file string // score file
 }
-
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
-
-func fileName(set string) string { return unsafeName.ReplaceAllString(set, "_") }
 
 // Run runs the benchmark. Progress bars and notes go to progress (nil:
 // quiet). Every input is checked before any scoring starts.
@@ -64,7 +54,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	c3, h, w := model.Input()
 	var sets []*prepared
 	for _, s := range append([]Set{c.ID}, c.OOD...) {
-		p := &prepared{set: s, file: filepath.Join(c.Out, "scores", fileName(s.Name)+".csv")}
+		p := &prepared{set: s, file: filepath.Join(c.Out, "scores", report.FileName(s.Name)+".csv")}
 		ds, err := model.Dataset(s.Data)
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", s.Name, err)
@@ -212,9 +202,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		}
 	}
 	res.Phases = append(res.Phases, Phase{Name: "metrics, plots and galleries", Seconds: time.Since(start).Seconds()})
-	for _, ph := range res.Phases {
-		page.Phases = append(page.Phases, report.Phase(ph))
-	}
+	page.Phases = res.Phases
 	html, err := report.HTML(page)
 	if err != nil {
 		return nil, err
@@ -222,7 +210,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.html"), html); err != nil {
 		return nil, err
 	}
-	md := markdown(c, setupList, table, res.Phases)
+	md := markdown(c, setupList, table, res.Phases, page.ROC)
 	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
 		return nil, err
 	}
@@ -270,7 +258,7 @@ func setupItems(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit
 	return items
 }
 
-func markdown(c *Config, setup [][2]string, t *gaia.EvalTable, phases []Phase) string {
+func markdown(c *Config, setup [][2]string, t *gaia.EvalTable, phases []Phase, rocs []report.Figure) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", c.title())
 	if c.Protocol != "" {
@@ -300,8 +288,8 @@ func markdown(c *Config, setup [][2]string, t *gaia.EvalTable, phases []Phase) s
 	}
 	fmt.Fprintf(&b, "\n## Files\n\n- `report.html`: this report with the plots and the galleries of the images each detector gets most wrong (one file, readable offline)\n- `metrics.csv`, `metrics.json`: every metric (also AUPR-In, AUPR-Out, detection error, and FPR95 with OOD positive)\n- `scores/`: one score file per set, each with its provenance (`.csv.json`; `gaia report` remakes the page from them)\n")
 	var plotsList []string
-	for _, o := range c.OOD {
-		plotsList = append(plotsList, "roc-"+fileName(o.Name)+".png")
+	for _, f := range rocs {
+		plotsList = append(plotsList, f.File)
 	}
 	sort.Strings(plotsList)
 	fmt.Fprintf(&b, "- ROC curves: %s\n- score histograms: %s\n", strings.Join(plotsList, ", "), "hist-<detector>.png")

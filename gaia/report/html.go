@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"runtime"
 )
 
 // WriteHTML writes the page as one self-contained HTML file: CSS inline,
@@ -90,7 +91,7 @@ func figures(fs []Figure) []figureView {
 // best value of each column marked (every tie), thumbnails at a whole
 // multiple of their pixels.
 func view(p *Page) *pageView {
-	v := &pageView{Page: p, ROCs: figures(p.ROC), Hists: figures(p.Hist), Generator: GoVersion()}
+	v := &pageView{Page: p, ROCs: figures(p.ROC), Hists: figures(p.Hist), Generator: runtime.Version()}
 	t := p.Table
 	v.Sets = append(append([]string(nil), t.SetNames...), "mean")
 	ncol := 2 * len(v.Sets)

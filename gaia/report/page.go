@@ -5,7 +5,6 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,8 +19,6 @@ type Set struct {
 	Name   string
 	Scores *gaia.ScoreFile
 	Meta   *gaia.ScoreMeta
-	// Describe is a line on the data and its transform ("" : the data spec).
-	Describe string
 }
 
 // Phase is a timed step of the run that made the scores.
@@ -352,6 +349,3 @@ func ShortSource(s string) string {
 	}
 	return filepath.Base(s)
 }
-
-// GoVersion is the Go the report was built with.
-func GoVersion() string { return runtime.Version() }
