@@ -68,7 +68,7 @@ export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
 export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report test-slurm
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report test-slurm test-examples
 
 all: build
 
@@ -122,7 +122,14 @@ test: build testdata cuda-kernels
 	CGO_ENABLED=0 GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 	$(GO) test -race -count=1 -tags gaia_nolibtorch $(RACE_PKGS)
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) GAIA_PILLOW_PYTHON=$(PILLOW_PYTHON) GAIA_BIN=$(abspath bin/gaia) $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-examples
 	$(MAKE) --no-print-directory test-report
+
+# The programs of examples/ built in a module of their own (a replace
+# directive, LibTorch through make env's exports), as a user builds them,
+# and run against the MNIST ResNet.
+test-examples: build
+	GO=$(GO) PILLOW_PYTHON=$(PILLOW_PYTHON) scripts/test_examples.sh $(BUILD)/examples-test
 
 # The Slurm scripts of deploy/slurm run by a real one-node Slurm (slurm-wlm
 # and munge installed when missing, every daemon stopped by PID):
@@ -159,6 +166,8 @@ rehearse-cifar: build
 bench: build bench-models
 	GAIA_BENCH_MODELS=resnet20=$(abspath $(BENCH))/resnet20.pt:3x32x32,resnet34=$(abspath $(BENCH))/resnet34.pt:3x32x32 \
 	  $(GO) test -run '^$$' -bench BenchmarkDetectors -benchtime $(BENCHTIME) -timeout 60m ./gaia/
+	GAIA_BENCH_MODELS=resnet20=$(abspath $(BENCH))/resnet20.pt:3x32x32,resnet34=$(abspath $(BENCH))/resnet34.pt:3x32x32 \
+	  $(GO) test -run '^$$' -bench BenchmarkLibrary -benchtime 1x -timeout 30m ./gaia/
 	GAIA_BENCH_IMAGES=$(if $(wildcard $(SHARED_JPEGS)),$(abspath $(SHARED_JPEGS))) \
 	  $(GO) test -run '^$$' -bench BenchmarkLoader -benchtime 3x ./gaia/data/
 	PILLOW_PYTHON=$(PILLOW_PYTHON) GO=$(GO) scripts/bench_preprocess.sh

@@ -37,7 +37,7 @@ func TestCUDAMatchesCPU(t *testing.T) {
 			for i, dev := range []string{"cpu", "cuda"} {
 				m, err := torch.Load(filepath.Join(dir, ref.Model), dev)
 				require.NoError(t, err)
-				s, err := NewScorer(m, ScorerConfig{Detectors: AllDetectors, Std: ref.Std})
+				s, err := NewScorer(m, ScorerConfig{Detectors: allNames(), Std: ref.Std})
 				require.NoError(t, err)
 				scores[i], err = s.Score(x)
 				require.NoError(t, err)
@@ -45,7 +45,7 @@ func TestCUDAMatchesCPU(t *testing.T) {
 				require.NoError(t, err)
 				m.Close()
 			}
-			for d, det := range AllDetectors {
+			for d, det := range allNames() {
 				for i, c := range scores[0].Scores[d] {
 					g := scores[1].Scores[d][i]
 					assert.InDelta(t, c, g, 1e-4*math.Abs(c)+1e-9, "%s sample %d: cpu %.8g cuda %.8g", det, i, c, g)

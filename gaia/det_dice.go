@@ -6,19 +6,19 @@ import (
 	"github.com/gaia-ood/gaia/torch"
 )
 
-var diceP = &Setting{Name: "dice-percentile", Default: 90.0, Check: percentCheck,
+var diceP = &setting{Name: "dice-percentile", Default: 90.0, Check: percentCheck,
 	Help: "DICE's sparsity `percentile`: the classifier weights whose contribution is above it are kept"}
 
 // dice is Sun and Li's (2022) directed sparsification: the classifier keeps
 // only the weights whose expected contribution on the fit set (weight times
 // mean feature) is in the top (100 - p)%, then the energy score.
-var dice = &Detector{
+var dice = &detectorSpec{
 	Name:     "dice",
 	Summary:  "DICE: -energy(W_s h + b), W_s keeping the entries of W whose W (.) mean_fit(h) is above its p-th percentile",
 	Group:    "features",
 	NeedsFit: true,
-	Settings: []*Setting{diceP},
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Settings: []*setting{diceP},
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		h, err := classifierInput(m)
 		if err != nil {
 			return nil, err
@@ -31,7 +31,7 @@ var dice = &Detector{
 		if err != nil {
 			return nil, err
 		}
-		p := s.Float(diceP.Name)
+		p := s.float(diceP.Name)
 		v, err := f.cached(fmt.Sprint("dice ", p), func() (any, error) {
 			mean := f.Mean()
 			k, d := w.Shape[0], w.Shape[1]
@@ -56,11 +56,11 @@ var dice = &Detector{
 			return nil, err
 		}
 		st := v.(*diceFit)
-		return &Plan{
+		return &detectorPlan{
 			Heads:   []torch.Head{{Kind: torch.HeadLinear, Tap: h.Index, Buf: bufs(0, 1)}},
-			Buffers: []PlanBuffer{{F32: st.masked, Shape: w.Shape}, {F32: b.Data, Shape: b.Shape}},
+			Buffers: []planBuffer{{F32: st.masked, Shape: w.Shape}, {F32: b.Data, Shape: b.Shape}},
 			Uses:    fmt.Sprintf("%s; %d of %d classifier weights kept", h.Name, st.kept, len(st.masked)),
-			Score:   func(o *Outputs, out []float64) error { return negEnergy(o.Heads[0], out) },
+			Score:   func(o *batchOutputs, out []float64) error { return negEnergy(o.Heads[0], out) },
 		}, nil
 	},
 }

@@ -9,11 +9,11 @@ import (
 )
 
 // tapsA selects GAIA-A's inner taps.
-var tapsA = &Setting{Name: "taps-a", Default: "", Taps: true, Legacy: "taps_a",
+var tapsA = &setting{Name: "taps-a", Default: "", Taps: true,
 	Help: "GAIA-A inner `taps` (default last:2, the last two stages; for BiT its last block, for WRN all, as the authors)"}
 
 // outputA says where GAIA-A's output component is taken.
-var outputA = &Setting{Name: "gaia-a-output", Default: "auto", Check: func(v any) error {
+var outputA = &setting{Name: "gaia-a-output", Default: "auto", Check: func(v any) error {
 	if v != "auto" && v != "map" && v != "pooled" {
 		return fmt.Errorf("must be auto, map or pooled, not %v", v)
 	}
@@ -22,14 +22,14 @@ var outputA = &Setting{Name: "gaia-a-output", Default: "auto", Check: func(v any
 	Help: "where GAIA-A's output component o is taken: `map` (the final feature map F, before the pooling) or pooled " +
 		"(the pooled features h: o^2 is H*W times the map's, the score H*W times smaller); auto: as the authors, pooled for WRN and BiT, map otherwise"}
 
-var gaiaA = &Detector{
+var gaiaA = &detectorSpec{
 	Name:     "gaia-a",
 	Summary:  "GAIA-A: mean over the inner taps' channels of (|mean_hw d(sum h)/d(tap)| / o)^2, o^2 = mean_k |mean_hw d(sum log softmax)/dF|; two backward passes",
-	Settings: []*Setting{tapsA, outputA},
+	Settings: []*setting{tapsA, outputA},
 	// o is taken at F (map) or at h (pooled): the mean over hw of dL1/dF
 	// is dL1/dh / (H*W) for a global average pooling, so the two differ
 	// only by that constant.
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		fmap, haveF := findKind(m.Taps, torch.KindFeatureMap)
 		cls, haveH := findKind(m.Taps, torch.KindClassifierInput)
 		if !haveF || !haveH {
@@ -38,7 +38,7 @@ var gaiaA = &Detector{
 		var taps []torch.Tap
 		var err error
 		stagesOK := true
-		if spec := s.String(tapsA.Name); spec != "" {
+		if spec := s.text(tapsA.Name); spec != "" {
 			taps, err = SelectTaps(m.Taps, spec)
 		} else if spec := bitLastBlock(m.Taps); spec != "" {
 			taps, err = SelectTaps(m.Taps, spec)
@@ -58,7 +58,7 @@ var gaiaA = &Detector{
 		if !stagesOK {
 			note = "; no stages recognized in the tap names, so every normalization tap"
 		}
-		out := s.String(outputA.Name)
+		out := s.text(outputA.Name)
 		if out == "auto" {
 			out = "map"
 			if isWRN(m.Taps) || bitLastBlock(m.Taps) != "" {
@@ -69,7 +69,7 @@ var gaiaA = &Detector{
 		if out == "pooled" {
 			otap, where = cls, "at the pooled features"
 		}
-		return &Plan{
+		return &detectorPlan{
 			Passes: []torch.Pass{
 				{Loss: torch.LossSumLogSoftmax, Taps: []int{otap.Index}, Reduce: torch.ReduceMeanAbsMean},
 				{Loss: torch.LossSumTap, LossTap: cls.Index, Taps: indices(taps), Reduce: torch.ReduceSumSqMean},
@@ -77,7 +77,7 @@ var gaiaA = &Detector{
 			Taps: taps,
 			Uses: fmt.Sprintf("%d, %d channels (%s%s); output component %s %s (%d channels)", len(taps), ch, tapNames(taps, 4), note,
 				where, otap.Name, otap.Channels),
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				o2 := o.Grads[0][0] // mean_k |mean_hw dL1/dF| = o(n)^2
 				perSampleSum(o.Grads[1], out)
 				for i := range out {

@@ -10,14 +10,14 @@ import (
 const GAIAZ = "gaia-z"
 
 // tapsZ selects GAIA-Z's taps; gaia-z-fast reads the same setting.
-var tapsZ = &Setting{Name: "taps-z", Default: "", Taps: true, Legacy: "taps_z",
+var tapsZ = &setting{Name: "taps-z", Default: "", Taps: true,
 	Help: "GAIA-Z `taps`: module-path prefixes, kind:KIND, last:N or all (default all: every normalization output; for BiT its last block, as the authors)"}
 
-var gaiaZ = &Detector{
+var gaiaZ = &detectorSpec{
 	Name:     GAIAZ,
 	Summary:  "GAIA-Z: mean over the taps' channels of the squared non-zero fraction of d(max logit)/d(tap); one backward pass",
-	Settings: []*Setting{tapsZ},
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Settings: []*setting{tapsZ},
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		taps, err := zTaps(m, s)
 		if err != nil {
 			return nil, err
@@ -26,11 +26,11 @@ var gaiaZ = &Detector{
 		if err != nil {
 			return nil, err
 		}
-		return &Plan{
+		return &detectorPlan{
 			Passes: []torch.Pass{{Loss: torch.LossMaxLogit, Taps: indices(taps), Reduce: torch.ReduceSumSqNonzero}},
 			Taps:   taps,
 			Uses:   fmt.Sprintf("%d, %d channels (%s)", len(taps), ch, tapNames(taps, 4)),
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				perSampleSum(o.Grads[0], out)
 				for i := range out {
 					out[i] /= float64(ch)
@@ -45,8 +45,8 @@ var gaiaZ = &Detector{
 // normalization tap, and for BiT the GroupNorms of its last block, as the
 // authors' `-hook before_head` runs it (their pooled before_head tap only
 // adds a constant to the score: docs/design.md).
-func zTaps(m ModelInfo, s Settings) ([]torch.Tap, error) {
-	spec := s.String(tapsZ.Name)
+func zTaps(m modelInfo, s Settings) ([]torch.Tap, error) {
+	spec := s.text(tapsZ.Name)
 	if spec == "" {
 		spec = "all"
 		if b := bitLastBlock(m.Taps); b != "" {

@@ -10,12 +10,12 @@ import (
 // gaiaZFast is GAIA-Z without a backward pass: each tap's non-zero fraction
 // is read from the forward mask of the ReLU that follows it (docs/perf.md
 // measures how often it equals GAIA-Z).
-var gaiaZFast = &Detector{
+var gaiaZFast = &detectorSpec{
 	Name:     "gaia-z-fast",
 	Summary:  "GAIA-Z from the forward masks of the ReLUs after its taps, without a backward pass (equal to GAIA-Z where those ReLUs make the gradient's only zeros)",
 	ByName:   true,
-	Settings: []*Setting{tapsZ},
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Settings: []*setting{tapsZ},
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		sel, err := zTaps(m, s)
 		if err != nil {
 			return nil, err
@@ -33,11 +33,11 @@ var gaiaZFast = &Detector{
 		if err != nil {
 			return nil, err
 		}
-		return &Plan{
+		return &detectorPlan{
 			Passes: []torch.Pass{{Loss: torch.LossGate, Taps: indices(taps), Reduce: torch.ReduceSumSqNonzero}},
 			Taps:   taps,
 			Uses:   fmt.Sprintf("%d, %d channels (the gated ones: %s)", len(taps), ch, tapNames(taps, 4)),
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				perSampleSum(o.Grads[0], out)
 				for i := range out {
 					out[i] /= float64(ch)

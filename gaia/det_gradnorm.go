@@ -12,18 +12,18 @@ import (
 // the outer product (softmax(z) - u) h^T, so its L1 norm needs no backward.
 // With the uniform target u (not the official code's all-ones target, which
 // multiplies every score by the number of classes).
-var gradNorm = &Detector{
+var gradNorm = &detectorSpec{
 	Name:    "gradnorm",
 	Summary: "GradNorm, negated: -||softmax(z) - u||_1 ||h||_1, the L1 norm of dKL(u||softmax(z))/dW in closed form",
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		h, ok := findKind(m.Taps, torch.KindClassifierInput)
 		if !ok {
 			return nil, errors.New("the model has no classifier input tap (see gaia info)")
 		}
-		return &Plan{
+		return &detectorPlan{
 			Values: []int{h.Index},
 			Uses:   h.Name,
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				for i := range out {
 					out[i] = -gradNormL1(o.Logits.Row(i), o.Values[0].Row(i))
 				}

@@ -10,12 +10,12 @@ import (
 // klm is KL matching (Hendrycks et al. 2019): the KL divergence of the
 // softmax from the nearest class's mean softmax over the fit samples the
 // model predicts as that class.
-var klm = &Detector{
+var klm = &detectorSpec{
 	Name:     "klm",
 	Summary:  "KL matching: min_c KL(softmax(z) || d_c), d_c the mean softmax of the fit samples predicted as c",
 	Group:    "features",
 	NeedsFit: true,
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		f, err := m.fit()
 		if err != nil {
 			return nil, err
@@ -42,12 +42,12 @@ var klm = &Detector{
 		if st.classes < f.K {
 			warn = append(warn, fmt.Sprintf("the model predicted %d of %d classes on the fit set: the others have no mean softmax", st.classes, f.K))
 		}
-		return &Plan{
+		return &detectorPlan{
 			Heads:    []torch.Head{{Kind: torch.HeadKL, Tap: torch.TapLogits, Buf: bufs(0)}},
-			Buffers:  []PlanBuffer{{F64: st.logd, Shape: []int{st.classes, f.K}}},
+			Buffers:  []planBuffer{{F64: st.logd, Shape: []int{st.classes, f.K}}},
 			Uses:     fmt.Sprintf("logits; %d class-mean softmax vectors", st.classes),
 			Warnings: warn,
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				copy(out, o.Heads[0].F64)
 				return nil
 			},

@@ -10,12 +10,12 @@ import (
 // mahalanobis is Lee et al.'s (2018) score on one layer, the classifier
 // input, without input perturbation: the squared Mahalanobis distance to the
 // nearest class mean under one covariance shared by the classes.
-var mahalanobis = &Detector{
+var mahalanobis = &detectorSpec{
 	Name:     "mahalanobis",
 	Summary:  "Mahalanobis: min_c (h - mu_c)^T S^+ (h - mu_c), class means and shared covariance of h on the fit set (true labels)",
 	Group:    "features",
 	NeedsFit: true,
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		h, err := classifierInput(m)
 		if err != nil {
 			return nil, err
@@ -32,12 +32,12 @@ var mahalanobis = &Detector{
 			return nil, err
 		}
 		st := v.(*mahalanobisFit)
-		return &Plan{
+		return &detectorPlan{
 			Heads:    []torch.Head{{Kind: torch.HeadMahalanobis, Tap: h.Index, Buf: bufs(0, 1)}},
-			Buffers:  []PlanBuffer{{F64: st.means, Shape: []int{len(st.classes), f.D}}, {F64: st.prec, Shape: []int{f.D, f.D}}},
+			Buffers:  []planBuffer{{F64: st.means, Shape: []int{len(st.classes), f.D}}, {F64: st.prec, Shape: []int{f.D, f.D}}},
 			Uses:     fmt.Sprintf("%s; %d class means, covariance of rank %d", h.Name, len(st.classes), st.rank),
 			Warnings: st.warnings,
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				copy(out, o.Heads[0].F64)
 				return nil
 			},

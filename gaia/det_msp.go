@@ -1,10 +1,10 @@
 package gaia
 
-var msp = &Detector{
+var msp = &detectorSpec{
 	Name:    "msp",
 	Summary: "maximum softmax probability, negated: -max_c softmax(z)_c",
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
-		return &Plan{Score: func(o *Outputs, out []float64) error {
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
+		return &detectorPlan{Score: func(o *batchOutputs, out []float64) error {
 			for i := range out {
 				out[i] = -o.Prob[i]
 			}

@@ -8,7 +8,7 @@ import (
 	"github.com/gaia-ood/gaia/torch"
 )
 
-var vimDim = &Setting{Name: "vim-dim", Default: 0, Check: func(v any) error {
+var vimDim = &setting{Name: "vim-dim", Default: 0, Check: func(v any) error {
 	if n, ok := v.(int); !ok || n < 0 {
 		return fmt.Errorf("must be 0 (automatic) or a positive dimension, not %v", v)
 	}
@@ -18,13 +18,13 @@ var vimDim = &Setting{Name: "vim-dim", Default: 0, Check: func(v any) error {
 // vim is Wang et al.'s (2022) virtual-logit matching: the norm of the
 // feature's residual outside the fit set's principal subspace (around the
 // origin where the logits vanish), scaled to the logits, minus the energy.
-var vim = &Detector{
+var vim = &detectorSpec{
 	Name:     "vim",
 	Summary:  "ViM: alpha ||P_perp (h - o)|| - energy(z), o = -pinv(W) b, P_perp off the top-d eigenvectors of the fit's (h - o) covariance",
 	Group:    "features",
 	NeedsFit: true,
-	Settings: []*Setting{vimDim},
-	Plan: func(m ModelInfo, s Settings) (*Plan, error) {
+	Settings: []*setting{vimDim},
+	Plan: func(m modelInfo, s Settings) (*detectorPlan, error) {
 		h, err := classifierInput(m)
 		if err != nil {
 			return nil, err
@@ -37,7 +37,7 @@ var vim = &Detector{
 		if err != nil {
 			return nil, err
 		}
-		dim := s.Int(vimDim.Name)
+		dim := s.int(vimDim.Name)
 		if dim == 0 {
 			switch {
 			case f.D >= 2048:
@@ -56,11 +56,11 @@ var vim = &Detector{
 			return nil, err
 		}
 		st := v.(*vimFit)
-		return &Plan{
+		return &detectorPlan{
 			Heads:   []torch.Head{{Kind: torch.HeadResidual, Tap: h.Index, Buf: bufs(0, 1)}},
-			Buffers: []PlanBuffer{{F64: st.origin, Shape: []int{f.D}}, {F64: st.ns, Shape: []int{f.D, f.D - dim}}},
+			Buffers: []planBuffer{{F64: st.origin, Shape: []int{f.D}}, {F64: st.ns, Shape: []int{f.D, f.D - dim}}},
 			Uses:    fmt.Sprintf("%s; principal dimension %d of %d, alpha %.6g", h.Name, dim, f.D, st.alpha),
-			Score: func(o *Outputs, out []float64) error {
+			Score: func(o *batchOutputs, out []float64) error {
 				if err := negEnergy(o.Logits, out); err != nil {
 					return err
 				}

@@ -8,11 +8,11 @@ import (
 	"github.com/gaia-ood/gaia/torch"
 )
 
-// Detector is one entry of the registry: everything gaia knows of a
+// detectorSpec is one entry of the registry: everything gaia knows of a
 // detector. Each lives in a file of its own (det_*.go) and is listed once,
 // in detectors; nothing else names it. The scorer, provenance, gates,
 // flags, serve, speed and bench all work from these entries.
-type Detector struct {
+type detectorSpec struct {
 	Name    string
 	Summary string // what the score is, in one line
 	ByName  bool   // offered by name only, not part of any group
@@ -23,15 +23,15 @@ type Detector struct {
 	// NeedsFit: it scores with statistics of in-distribution data (gaia fit).
 	NeedsFit bool
 	// Settings are the settings it reads, with their defaults and help;
-	// one that several detectors read is the same *Setting in each.
-	Settings []*Setting
+	// one that several detectors read is the same *setting in each.
+	Settings []*setting
 	// Plan checks the detector against a model and says what it needs from
 	// the one shared forward and how it scores a batch.
-	Plan func(m ModelInfo, s Settings) (*Plan, error)
+	Plan func(m modelInfo, s Settings) (*detectorPlan, error)
 }
 
-// ModelInfo is what a detector plans from.
-type ModelInfo struct {
+// modelInfo is what a detector plans from.
+type modelInfo struct {
 	Taps          []torch.Tap
 	InputChannels int       // -1 when unknown
 	Std           []float64 // the input normalization's std per channel (1 each when unknown)
@@ -42,7 +42,7 @@ type ModelInfo struct {
 
 // classifier returns the classifier's weight and bias, or an error saying
 // the model has none.
-func (m ModelInfo) classifier() (w, b *torch.Tensor, err error) {
+func (m modelInfo) classifier() (w, b *torch.Tensor, err error) {
 	if m.Weight == nil {
 		return nil, nil, errors.New("no classifier weight found in the model (a Linear, or a 1x1 convolution on a pooled map)")
 	}
@@ -50,23 +50,23 @@ func (m ModelInfo) classifier() (w, b *torch.Tensor, err error) {
 }
 
 // fit returns the fit, or an error saying the detector needs one.
-func (m ModelInfo) fit() (*Fit, error) {
+func (m modelInfo) fit() (*Fit, error) {
 	if m.Fit == nil {
-		return nil, errors.New("needs statistics of in-distribution data: make them with gaia fit and give --fit FILE")
+		return nil, fmt.Errorf("%w: statistics of in-distribution data (gaia fit makes a fit file)", ErrNeedsFit)
 	}
 	return m.Fit, nil
 }
 
-// PlanBuffer is data a plan puts on the model's device once, for its heads:
+// planBuffer is data a plan puts on the model's device once, for its heads:
 // a head's Buf[i] = torch.Buffer(j) names the plan's j-th buffer.
-type PlanBuffer struct {
+type planBuffer struct {
 	F32   []float32
 	F64   []float64
 	Shape []int
 }
 
 // Plan is one detector's part of a Scorer's batch.
-type Plan struct {
+type detectorPlan struct {
 	Passes []torch.Pass // backward passes (and perturbed second forwards)
 	Values []int        // tap indices whose values it reads
 	// Taps are the taps its tap selection setting chose (recorded with the
@@ -78,16 +78,16 @@ type Plan struct {
 	// Heads are computations after the forward on the device, reading the
 	// plan's Buffers.
 	Heads   []torch.Head
-	Buffers []PlanBuffer
+	Buffers []planBuffer
 	// Warnings say what the plan had to leave out (a class without fit samples).
 	Warnings []string
 	// Score fills out (one score per sample, higher = more OOD) from the
 	// batch's outputs.
-	Score func(o *Outputs, out []float64) error
+	Score func(o *batchOutputs, out []float64) error
 }
 
 // Outputs are one batch's results as one detector sees them.
-type Outputs struct {
+type batchOutputs struct {
 	Logits *torch.Tensor     // N x K
 	Pred   []int             // argmax of the logits
 	Prob   []float64         // its softmax probability
@@ -99,15 +99,11 @@ type Outputs struct {
 // detectors is the registry, in the order "all", score files and reports
 // list them. (Set in init: the entries' Plan functions read settings
 // through the registry, which a variable initializer may not.)
-var detectors []*Detector
-
-// AllDetectors names the detectors of "all" (every one not offered by name only).
-var AllDetectors []string
+var detectors []*detectorSpec
 
 func init() {
-	detectors = []*Detector{gaiaA, gaiaZ, msp, maxLogit, energy, odin, gradNorm,
+	detectors = []*detectorSpec{gaiaA, gaiaZ, msp, maxLogit, energy, odin, gradNorm,
 		mahalanobis, react, knn, vim, ash, dice, klm, gaiaZFast}
-	AllDetectors = allNames()
 }
 
 func allNames() []string { return groupNames("") }
@@ -123,18 +119,14 @@ func groupNames(group string) []string {
 	return out
 }
 
-// Lookup finds a detector by name.
-func Lookup(name string) (*Detector, error) {
+// lookup finds a detector by name.
+func lookup(name string) (*detectorSpec, error) {
 	for _, d := range detectors {
 		if d.Name == name {
 			return d, nil
 		}
 	}
-	var names []string
-	for _, d := range detectors {
-		names = append(names, d.Name)
-	}
-	return nil, fmt.Errorf("unknown detector %q (known: %s; groups all, features, every)", name, strings.Join(names, ", "))
+	return nil, fmt.Errorf("%w %q (known: %s; groups all, features, every)", ErrUnknownDetector, name, strings.Join(registeredNames(), ", "))
 }
 
 // registeredNames lists every detector's name, in registry order.
@@ -146,8 +138,58 @@ func registeredNames() []string {
 	return out
 }
 
-// Registered lists every detector, in registry order.
-func Registered() []*Detector { return append([]*Detector(nil), detectors...) }
+// DetectorInfo describes a detector of the registry.
+type DetectorInfo struct {
+	Name    string
+	Summary string // what the score is, in one line
+	// Group is the group that lists it: "all" (GAIA and the baselines that
+	// need only the model), "features" (the feature-based detectors), or
+	// "" for one offered by name only.
+	Group    string
+	NeedsFit bool          // it scores with a fit of in-distribution data
+	Settings []SettingInfo // the settings it reads
+}
+
+// SettingInfo describes a detector setting.
+type SettingInfo struct {
+	Name    string // its key in Settings, gate files and configs
+	Help    string
+	Default any      // a float64, int or string: the setting's kind
+	Readers []string // the detectors that read it
+	Taps    bool     // a tap selection (SelectTaps), pinned by gates
+}
+
+// Detectors describes every detector, in registry order.
+func Detectors() []DetectorInfo {
+	var out []DetectorInfo
+	for _, d := range detectors {
+		info := DetectorInfo{Name: d.Name, Summary: d.Summary, Group: d.Group, NeedsFit: d.NeedsFit}
+		switch {
+		case d.ByName:
+			info.Group = ""
+		case d.Group == "":
+			info.Group = "all"
+		}
+		for _, st := range d.Settings {
+			info.Settings = append(info.Settings, st.info())
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// AllSettings describes every detector setting once, in registry order.
+func AllSettings() []SettingInfo {
+	var out []SettingInfo
+	for _, st := range allSettings() {
+		out = append(out, st.info())
+	}
+	return out
+}
+
+func (st *setting) info() SettingInfo {
+	return SettingInfo{Name: st.Name, Help: st.Help, Default: st.Default, Readers: readersOf(st), Taps: st.Taps}
+}
 
 // ParseDetectors reads a comma-separated list of detector names and groups
 // ("all": GAIA and the baselines that need only the model; "features": the
@@ -163,13 +205,13 @@ func ParseDetectors(s string) ([]string, error) {
 		case "":
 			continue
 		case "all":
-			names = AllDetectors
+			names = allNames()
 		case "features":
 			names = groupNames("features")
 		case "every":
-			names = append(append([]string(nil), AllDetectors...), groupNames("features")...)
+			names = append(allNames(), groupNames("features")...)
 		default:
-			if _, err := Lookup(d); err != nil {
+			if _, err := lookup(d); err != nil {
 				return nil, err
 			}
 			names = []string{d}
@@ -188,12 +230,12 @@ func ParseDetectors(s string) ([]string, error) {
 }
 
 // allSettings lists every registered setting once, in registry order.
-func allSettings() []*Setting { return settingsOf(registeredNames()) }
+func allSettings() []*setting { return settingsOf(registeredNames()) }
 
 // settingsOf lists the settings the named detectors read, once each.
-func settingsOf(names []string) []*Setting {
-	var out []*Setting
-	seen := map[*Setting]bool{}
+func settingsOf(names []string) []*setting {
+	var out []*setting
+	seen := map[*setting]bool{}
 	for _, d := range detectors {
 		want := false
 		for _, n := range names {
@@ -213,7 +255,7 @@ func settingsOf(names []string) []*Setting {
 }
 
 // readersOf names the detectors that read a setting.
-func readersOf(st *Setting) []string {
+func readersOf(st *setting) []string {
 	var out []string
 	for _, d := range detectors {
 		for _, s := range d.Settings {
@@ -226,27 +268,11 @@ func readersOf(st *Setting) []string {
 }
 
 // tapSetting is the tap selection setting a detector reads, if any.
-func (d *Detector) tapSetting() *Setting {
+func (d *detectorSpec) tapSetting() *setting {
 	for _, s := range d.Settings {
 		if s.Taps {
 			return s
 		}
 	}
 	return nil
-}
-
-// DetectorHelp lists every detector with what its score is, for -h texts.
-func DetectorHelp() string {
-	var b strings.Builder
-	for _, d := range detectors {
-		note := ""
-		switch {
-		case d.ByName:
-			note = " (by name only)"
-		case d.NeedsFit:
-			note = " (needs --fit)"
-		}
-		fmt.Fprintf(&b, "  %-12s %s%s\n", d.Name, d.Summary, note)
-	}
-	return b.String()
 }

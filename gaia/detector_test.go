@@ -1,9 +1,7 @@
 package gaia
 
 import (
-	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"math"
 	"math/rand"
@@ -24,7 +22,7 @@ func TestParseDetectors(t *testing.T) {
 		err  string
 	}{
 		{in: "all", want: []string{"gaia-a", "gaia-z", "msp", "maxlogit", "energy", "odin", "gradnorm"}},
-		{in: " all ", want: AllDetectors},
+		{in: " all ", want: allNames()},
 		{in: "msp", want: []string{"msp"}},
 		{in: "ODIN, msp,odin", want: []string{"odin", "msp"}},
 		{in: "gaia-z-fast,gaia-z", want: []string{"gaia-z-fast", "gaia-z"}},
@@ -65,7 +63,7 @@ func ExampleParseDetectors() {
 // plans on a model's taps.
 func TestRegistry(t *testing.T) {
 	seen := map[string]bool{}
-	for _, d := range Registered() {
+	for _, d := range detectors {
 		assert.False(t, seen[d.Name], "detector %s twice", d.Name)
 		seen[d.Name] = true
 		assert.NotEmpty(t, d.Summary, d.Name)
@@ -93,7 +91,7 @@ func TestRegistry(t *testing.T) {
 		assert.NotEmpty(t, readersOf(s), s.Name)
 	}
 	info := syntheticInfo(t)
-	for _, d := range Registered() {
+	for _, d := range detectors {
 		p, err := d.Plan(info, Settings{})
 		require.NoError(t, err, d.Name)
 		require.NotNil(t, p.Score, d.Name)
@@ -103,7 +101,7 @@ func TestRegistry(t *testing.T) {
 			}
 		}
 		assert.Equal(t, d.NeedsFit, func() bool {
-			_, err := d.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, InputChannels: 3}, Settings{})
+			_, err := d.Plan(modelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, InputChannels: 3}, Settings{})
 			return err != nil
 		}(),
 			"%s: refuses to plan without a fit exactly when it needs one", d.Name)
@@ -112,7 +110,7 @@ func TestRegistry(t *testing.T) {
 
 // syntheticInfo is syntheticTaps with a 10-class classifier on the 64
 // features and a fit of 200 labelled random feature vectors.
-func syntheticInfo(t testing.TB) ModelInfo {
+func syntheticInfo(t testing.TB) modelInfo {
 	rng := rand.New(rand.NewSource(5))
 	const k, d, n = 10, 64, 200
 	w := &torch.Tensor{Shape: []int{k, d}, Data: make([]float32, k*d)}
@@ -146,7 +144,7 @@ func syntheticInfo(t testing.TB) ModelInfo {
 		f.N++
 	}
 	f.Meta = FitMeta{Labelled: true, ClassifierInput: "linear:input"}
-	return ModelInfo{Taps: syntheticTaps(), InputChannels: 3, Std: []float64{0.25, 0.5, 1}, Weight: w, Bias: b, Fit: f}
+	return modelInfo{Taps: syntheticTaps(), InputChannels: 3, Std: []float64{0.25, 0.5, 1}, Weight: w, Bias: b, Fit: f}
 }
 
 // TestFeaturePlans: what the fitted detectors derive, against the
@@ -154,8 +152,8 @@ func syntheticInfo(t testing.TB) ModelInfo {
 func TestFeaturePlans(t *testing.T) {
 	info := syntheticInfo(t)
 	f := info.Fit
-	plan := func(name string, s Settings) *Plan {
-		d, err := Lookup(name)
+	plan := func(name string, s Settings) *detectorPlan {
+		d, err := lookup(name)
 		require.NoError(t, err)
 		p, err := d.Plan(info, s)
 		require.NoError(t, err, name)
@@ -239,7 +237,7 @@ func TestFeaturePlans(t *testing.T) {
 	}
 	unl := copyFit(f)
 	unl.Meta.Labelled = false
-	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: unl}, nil)
+	_, err = mahalanobis.Plan(modelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: unl}, nil)
 	assert.ErrorContains(t, err, "needs the fit set's labels")
 	gap := copyFit(f)
 	gap.ClassCount = append([]float64(nil), f.ClassCount...)
@@ -248,14 +246,14 @@ func TestFeaturePlans(t *testing.T) {
 	for j := 0; j < 64; j++ {
 		gap.ClassSum[3*64+j] = 0
 	}
-	p, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: gap}, nil)
+	p, err = mahalanobis.Plan(modelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: gap}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []int{9, 64}, p.Buffers[0].Shape)
 	require.Len(t, p.Warnings, 1)
 	assert.Contains(t, p.Warnings[0], "1 of 10 classes have no fit sample (such as class 3)")
 	tiny := copyFit(f)
 	tiny.N = 10
-	_, err = mahalanobis.Plan(ModelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: tiny}, nil)
+	_, err = mahalanobis.Plan(modelInfo{Taps: info.Taps, Weight: info.Weight, Bias: info.Bias, Fit: tiny}, nil)
 	assert.ErrorContains(t, err, "no degrees of freedom")
 }
 
@@ -263,9 +261,9 @@ func TestFeaturePlans(t *testing.T) {
 // taps, and its arithmetic on synthetic outputs, against the definitions
 // of docs/method.md worked by hand.
 func TestPlans(t *testing.T) {
-	info := ModelInfo{Taps: syntheticTaps(), InputChannels: 3, Std: []float64{0.25, 0.5, 1}}
-	plan := func(name string, s Settings) *Plan {
-		d, err := Lookup(name)
+	info := modelInfo{Taps: syntheticTaps(), InputChannels: 3, Std: []float64{0.25, 0.5, 1}}
+	plan := func(name string, s Settings) *detectorPlan {
+		d, err := lookup(name)
 		require.NoError(t, err)
 		p, err := d.Plan(info, s)
 		require.NoError(t, err, name)
@@ -282,7 +280,7 @@ func TestPlans(t *testing.T) {
 	assert.Equal(t, torch.LossMaxLogit, z.Passes[0].Loss)
 	assert.Len(t, z.Passes[0].Taps, 19)
 	assert.Equal(t, "19, 688 channels (bn1, layer1.0.bn1, layer1.0.bn2, layer1.1.bn1, ... 15 more)", z.Uses)
-	require.NoError(t, z.Score(&Outputs{Grads: [][]*torch.Tensor{{vec(1, 2), vec(3, 4)}}}, out))
+	require.NoError(t, z.Score(&batchOutputs{Grads: [][]*torch.Tensor{{vec(1, 2), vec(3, 4)}}}, out))
 	assert.Equal(t, []float64{4.0 / 688, 6.0 / 688}, out)
 	z = plan("gaia-z", Settings{"taps-z": "layer3"})
 	assert.Len(t, z.Taps, 6)
@@ -298,11 +296,11 @@ func TestPlans(t *testing.T) {
 	assert.Equal(t, "layer2.0.bn1", a.Taps[0].Name)
 	assert.Len(t, a.Taps, 12)
 	// S_A = sum / (o^2 * channels): 12 taps of 32 and 64 channels = 576.
-	require.NoError(t, a.Score(&Outputs{Grads: [][]*torch.Tensor{{vec(2, 0)}, {vec(3, 1), vec(5, 1)}}}, out))
+	require.NoError(t, a.Score(&batchOutputs{Grads: [][]*torch.Tensor{{vec(2, 0)}, {vec(3, 1), vec(5, 1)}}}, out))
 	assert.Equal(t, 8.0/(2*576), out[0])
 	assert.True(t, math.IsInf(out[1], 1), "o = 0 gives +Inf")
 
-	o := &Outputs{Logits: logits, Pred: pred, Prob: prob}
+	o := &batchOutputs{Logits: logits, Pred: pred, Prob: prob}
 	require.NoError(t, plan("msp", nil).Score(o, out))
 	assert.Equal(t, []float64{-prob[0], -prob[1]}, out)
 	require.NoError(t, plan("maxlogit", nil).Score(o, out))
@@ -319,14 +317,14 @@ func TestPlans(t *testing.T) {
 	assert.Equal(t, []float64{0.04, 0.02, 0.01}, od.Passes[0].Params, "epsilon over each channel's std")
 	assert.Equal(t, 1000.0, od.Passes[0].LossParam)
 	perturbed := &torch.Tensor{Shape: []int{2, 3}, Data: []float32{1000, 0, 0, 0, 0, 0}}
-	require.NoError(t, od.Score(&Outputs{Grads: [][]*torch.Tensor{{perturbed}}}, out))
+	require.NoError(t, od.Score(&batchOutputs{Grads: [][]*torch.Tensor{{perturbed}}}, out))
 	assert.InDelta(t, -math.E/(math.E+2), out[0], 1e-12, "softmax at T = 1000")
 	assert.InDelta(t, -1.0/3, out[1], 1e-12)
 
 	gn := plan("gradnorm", nil)
 	assert.Equal(t, []int{20}, gn.Values)
 	h := &torch.Tensor{Shape: []int{2, 2}, Data: []float32{1, -2, 0.5, 0.5}}
-	require.NoError(t, gn.Score(&Outputs{Logits: logits, Values: []*torch.Tensor{h}}, out))
+	require.NoError(t, gn.Score(&batchOutputs{Logits: logits, Values: []*torch.Tensor{h}}, out))
 	var l1 float64
 	for _, v := range []float64{math.Exp(1), math.Exp(2), math.Exp(3)} {
 		l1 += math.Abs(v/(math.Exp(1)+math.Exp(2)+math.Exp(3)) - 1.0/3)
@@ -336,21 +334,21 @@ func TestPlans(t *testing.T) {
 }
 
 func TestPlanErrors(t *testing.T) {
-	noHead := ModelInfo{Taps: syntheticTaps()[:19], InputChannels: 3}
+	noHead := modelInfo{Taps: syntheticTaps()[:19], InputChannels: 3}
 	for _, c := range []struct {
 		det  string
-		info ModelInfo
+		info modelInfo
 		s    Settings
 		err  string
 	}{
 		{"gaia-a", noHead, nil, "no feature map before global pooling or no classifier input"},
 		{"gradnorm", noHead, nil, "no classifier input tap"},
 		{"gaia-z", noHead, Settings{"taps-z": "layer9"}, `"layer9" matches no normalization tap`},
-		{"gaia-a", ModelInfo{Taps: syntheticTaps()}, Settings{"taps-a": "last:x"}, "last:N"},
-		{"gaia-z-fast", ModelInfo{Taps: syntheticTaps()}, Settings{"taps-z": "layer1.1.bn2"}, "none of the taps is followed by a ReLU"},
-		{"odin", ModelInfo{Taps: syntheticTaps(), InputChannels: -1}, nil, "input channel count is unknown"},
+		{"gaia-a", modelInfo{Taps: syntheticTaps()}, Settings{"taps-a": "last:x"}, "last:N"},
+		{"gaia-z-fast", modelInfo{Taps: syntheticTaps()}, Settings{"taps-z": "layer1.1.bn2"}, "none of the taps is followed by a ReLU"},
+		{"odin", modelInfo{Taps: syntheticTaps(), InputChannels: -1}, nil, "input channel count is unknown"},
 	} {
-		d, err := Lookup(c.det)
+		d, err := lookup(c.det)
 		require.NoError(t, err)
 		_, err = d.Plan(c.info, c.s)
 		assert.ErrorContains(t, err, c.err, c.det)
@@ -359,9 +357,9 @@ func TestPlanErrors(t *testing.T) {
 
 func TestSettings(t *testing.T) {
 	s := Settings{}
-	assert.Equal(t, 1000.0, s.Float("odin-temperature"), "the default")
+	assert.Equal(t, 1000.0, s.float("odin-temperature"), "the default")
 	require.NoError(t, s.Set("odin-temperature", "500"))
-	assert.Equal(t, 500.0, s.Float("odin-temperature"))
+	assert.Equal(t, 500.0, s.float("odin-temperature"))
 	assert.ErrorContains(t, s.Set("odin-temperature", "hot"), `setting odin-temperature: "hot" is not a number`)
 	assert.ErrorContains(t, s.Set("odin-temperature", "0"), "must be a positive number")
 	assert.ErrorContains(t, s.Set("odin-temperature", "NaN"), "must be a positive number")
@@ -382,22 +380,4 @@ func TestSettings(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &back))
 	assert.Equal(t, s, back)
 	assert.ErrorContains(t, json.Unmarshal([]byte(`{"energy-temperature": "warm"}`), &back), "is not a number")
-}
-
-// TestSettingFlags: every setting is a flag of its own, with the
-// registry's help and default; -h lists them.
-func TestSettingFlags(t *testing.T) {
-	var help bytes.Buffer
-	fs := flag.NewFlagSet("score", flag.ContinueOnError)
-	fs.SetOutput(&help)
-	s := Settings{}
-	AddSettingFlags(fs, s)
-	require.NoError(t, fs.Parse([]string{"--odin-temperature", "10", "-taps-a", "layer4", "--energy-temperature=2"}))
-	assert.Equal(t, Settings{"odin-temperature": 10.0, "taps-a": "layer4", "energy-temperature": 2.0}, s)
-	err := fs.Parse([]string{"--odin-epsilon", "-0.1"})
-	assert.ErrorContains(t, err, "must be a non-negative number")
-	fs.PrintDefaults()
-	assert.Contains(t, help.String(), "-odin-temperature temperature")
-	assert.Contains(t, help.String(), "ODIN's softmax temperature (odin) (default 1000)")
-	assert.Contains(t, help.String(), "(gaia-z, gaia-z-fast)")
 }

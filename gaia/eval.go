@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/gaia-ood/gaia/gaia/metrics"
 )
 
 // OODSet is a named OOD score file.
@@ -16,9 +18,9 @@ type OODSet struct {
 
 // EvalRow is one detector's metrics on every OOD set and their mean.
 type EvalRow struct {
-	Detector string             `json:"detector"`
-	Sets     map[string]Metrics `json:"sets"`
-	Mean     Metrics            `json:"mean"`
+	Detector string                     `json:"detector"`
+	Sets     map[string]metrics.Metrics `json:"sets"`
+	Mean     metrics.Metrics            `json:"mean"`
 }
 
 // EvalTable is the result of Evaluate.
@@ -45,13 +47,13 @@ func Evaluate(id *ScoreFile, oods []OODSet) (*EvalTable, error) {
 	}
 	for _, det := range id.Detectors {
 		idScores, _ := id.Column(det)
-		row := EvalRow{Detector: det, Sets: map[string]Metrics{}}
+		row := EvalRow{Detector: det, Sets: map[string]metrics.Metrics{}}
 		for _, o := range oods {
 			oodScores, err := o.Scores.Column(det)
 			if err != nil {
 				return nil, fmt.Errorf("eval: %s: %w", o.Name, err)
 			}
-			m, err := Compute(idScores, oodScores)
+			m, err := metrics.Compute(idScores, oodScores)
 			if err != nil {
 				return nil, fmt.Errorf("eval: %s, %s: %w", o.Name, det, err)
 			}
@@ -76,13 +78,13 @@ func Evaluate(id *ScoreFile, oods []OODSet) (*EvalTable, error) {
 // oodPositive the FPR95 columns are OpenOOD's (OOD positive).
 func (t *EvalTable) Write(w io.Writer, format string, oodPositive bool) error {
 	fprName := "FPR95"
-	fpr := func(m Metrics) float64 { return m.FPR95 }
+	fpr := func(m metrics.Metrics) float64 { return m.FPR95 }
 	if oodPositive {
 		fprName = "FPR95(OOD+)"
-		fpr = func(m Metrics) float64 { return m.FPR95OODPositive }
+		fpr = func(m metrics.Metrics) float64 { return m.FPR95OODPositive }
 	}
 	sets := append(append([]string(nil), t.SetNames...), "mean")
-	get := func(r EvalRow, s string) Metrics {
+	get := func(r EvalRow, s string) metrics.Metrics {
 		if s == "mean" {
 			return r.Mean
 		}

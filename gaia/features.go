@@ -13,7 +13,7 @@ import (
 // negative energy of logits a head computed.
 
 // classifierInput is the tap h the feature-based detectors read.
-func classifierInput(m ModelInfo) (torch.Tap, error) {
+func classifierInput(m modelInfo) (torch.Tap, error) {
 	h, ok := findKind(m.Taps, torch.KindClassifierInput)
 	if !ok {
 		return torch.Tap{}, errors.New("the model has no classifier input tap (see gaia info)")
@@ -22,7 +22,7 @@ func classifierInput(m ModelInfo) (torch.Tap, error) {
 }
 
 // featuresFit is the fit, checked to hold features of h's width.
-func featuresFit(m ModelInfo, h torch.Tap) (*Fit, error) {
+func featuresFit(m modelInfo, h torch.Tap) (*Fit, error) {
 	f, err := m.fit()
 	if err != nil {
 		return nil, err
@@ -34,8 +34,8 @@ func featuresFit(m ModelInfo, h torch.Tap) (*Fit, error) {
 }
 
 // weightBuffers are the classifier's weight (K x D) and bias (K) as float32 buffers.
-func weightBuffers(w, b *torch.Tensor) []PlanBuffer {
-	return []PlanBuffer{{F32: w.Data, Shape: w.Shape}, {F32: b.Data, Shape: b.Shape}}
+func weightBuffers(w, b *torch.Tensor) []planBuffer {
+	return []planBuffer{{F32: w.Data, Shape: w.Shape}, {F32: b.Data, Shape: b.Shape}}
 }
 
 // bufs fills a head's buffer slots with plan buffer indices.

@@ -1,6 +1,7 @@
 package gaia
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/internal/outfile"
 	"github.com/gaia-ood/gaia/internal/safetensors"
 	"github.com/gaia-ood/gaia/torch"
 )
@@ -124,7 +127,7 @@ func WriteFit(path string, f *Fit) error {
 	if err != nil {
 		return fmt.Errorf("fit %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, b)
+	return outfile.WriteFile(path, b)
 }
 
 // ReadFit reads a fit file, checking its format, version and shapes.
@@ -218,8 +221,9 @@ const MaxFitFeatures = 16384
 
 // Fitter accumulates a Fit over batches: one shared forward a batch, the
 // D x D sum of h h^T on the model's device (a Gram head), the rest from the
-// features handed back.
+// features handed back. Close frees its device memory (Finish does too).
 type Fitter struct {
+	mu   sync.Mutex
 	m    *torch.Module
 	h    torch.Tap
 	gram torch.Buffer
@@ -228,12 +232,12 @@ type Fitter struct {
 	seen int
 	rng  *rand.Rand
 	cfg  FitConfig
-	pos  []int // kept slot -> sample index (reservoir)
+	done bool // finished or closed: the Gram buffer is freed
 }
 
-// ParseKNNSample reads how many feature vectors to keep of total: a count,
+// parseKNNSample reads how many feature vectors to keep of total: a count,
 // a fraction in (0, 1], or "all".
-func ParseKNNSample(s string, total int) (int, error) {
+func parseKNNSample(s string, total int) (int, error) {
 	switch s {
 	case "":
 		return min(total, 50000), nil
@@ -243,15 +247,22 @@ func ParseKNNSample(s string, total int) (int, error) {
 	if strings.Contains(s, ".") {
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || !(f > 0 && f <= 1) {
-			return 0, fmt.Errorf("--knn-sample %q: want a count, a fraction in (0, 1] or all", s)
+			return 0, fmt.Errorf("KNN sample %q: want a count, a fraction in (0, 1] or all", s)
 		}
 		return max(1, int(math.Round(f*float64(total)))), nil
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("--knn-sample %q: want a count, a fraction in (0, 1] or all", s)
+		return 0, fmt.Errorf("KNN sample %q: want a count, a fraction in (0, 1] or all", s)
 	}
 	return min(n, total), nil
+}
+
+// CheckKNNSample checks a KNN sample size (FitConfig.KNNSample) before any
+// work: a count, a fraction in (0, 1], or all.
+func CheckKNNSample(s string) error {
+	_, err := parseKNNSample(s, 1)
+	return err
 }
 
 // NewFitter starts a fit on m's classifier input.
@@ -269,7 +280,7 @@ func NewFitter(m *torch.Module, cfg FitConfig) (*Fitter, error) {
 		return nil, fmt.Errorf("fit: %d features: the %d x %d float64 covariance would take %.1f GiB on the device (at most %d features)",
 			d, d, d, float64(d*d*8)/(1<<30), MaxFitFeatures)
 	}
-	keep, err := ParseKNNSample(cfg.KNNSample, cfg.Total)
+	keep, err := parseKNNSample(cfg.KNNSample, cfg.Total)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +296,11 @@ func NewFitter(m *torch.Module, cfg FitConfig) (*Fitter, error) {
 // Add accumulates one batch x (normalized inputs) with its labels (-1 where
 // unknown; nil without labels).
 func (ft *Fitter) Add(x *torch.Tensor, labels []int, sources []string) error {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if ft.done {
+		return ErrClosed
+	}
 	r, err := ft.m.Run(x, []int{ft.h.Index}, nil, torch.Head{Kind: torch.HeadGram, Tap: ft.h.Index,
 		Buf: [4]torch.Buffer{ft.gram, torch.NoBuffer, torch.NoBuffer, torch.NoBuffer}})
 	if err != nil {
@@ -364,7 +380,12 @@ func (ft *Fitter) reservoir(row []float32, maxLogit float64) {
 // Finish collects the device's sums and returns the fit, its meta to be
 // completed by the caller (model, data).
 func (ft *Fitter) Finish() (*Fit, error) {
-	defer ft.m.Drop(ft.gram)
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if ft.done {
+		return nil, ErrClosed
+	}
+	defer ft.release()
 	f := ft.fit
 	if f.N == 0 {
 		return nil, errors.New("fit: no samples")
@@ -385,6 +406,104 @@ func (ft *Fitter) Finish() (*Fit, error) {
 		f.ClassCount, f.ClassSum = nil, nil
 	}
 	return f, nil
+}
+
+// Close frees the fitter's device memory; it is idempotent, and later
+// calls return ErrClosed.
+func (ft *Fitter) Close() error {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if !ft.done {
+		ft.release()
+	}
+	return nil
+}
+
+func (ft *Fitter) release() {
+	ft.m.Drop(ft.gram)
+	ft.done = true
+}
+
+// FitOptions say how Model.Fit reads its data and what it keeps.
+type FitOptions struct {
+	DatasetOptions
+	// KNNSample is how many feature vectors to keep for KNN, ReAct's
+	// percentile and ViM: a count, a fraction in (0, 1], or all; default
+	// 50000. Seed seeds the sample.
+	KNNSample string
+	Seed      int64
+	// NeedLabels refuses a dataset without labels before the pass (the
+	// fit of mahalanobis needs them).
+	NeedLabels bool
+}
+
+// Fit makes the statistics of in-distribution data that the feature-based
+// detectors score with: one pass over ds on the model's first replica
+// (labels, when ds has them, give the per-class statistics), the meta
+// filled in. WriteFit saves it; Options.Fit opens a model with it.
+func (m *Model) Fit(ctx context.Context, ds *Dataset, opt FitOptions) (*Fit, error) {
+	if err := m.enter(); err != nil {
+		return nil, err
+	}
+	defer m.leave()
+	src, tf := ds.Source, ds.Transform
+	total := src.Len()
+	if total == 0 {
+		return nil, fmt.Errorf("fit: %s has no samples", src.Describe())
+	}
+	_, _, label, err := src.Load(0)
+	if err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
+	labelled := label >= 0
+	if !labelled && opt.NeedLabels {
+		return nil, fmt.Errorf("fit: mahalanobis needs labels, and %s gives none (a folder with a subfolder per class, or a list with labels; or leave mahalanobis out)", src.Describe())
+	}
+	l, err := opt.loader(ds, m.opt.Limits)
+	if err != nil {
+		return nil, err
+	}
+	ft, err := NewFitter(m.replicas[0], FitConfig{Total: total, KNNSample: opt.KNNSample, Seed: opt.Seed, Labelled: labelled})
+	if err != nil {
+		return nil, err
+	}
+	defer ft.Close()
+	skipped := 0
+	progress := opt.Progress
+	if progress == nil {
+		progress = func(int) {}
+	}
+	err = l.Run(ctx, func(b *data.Batch) error {
+		skipped += len(b.Skipped)
+		progress(b.N + len(b.Skipped))
+		if b.N == 0 {
+			return nil
+		}
+		for i, lb := range b.Label {
+			if (lb >= 0) != labelled {
+				return fmt.Errorf("fit: %s has a label and the first sample not, or the other way round: labels must be all there or all missing", b.Source[i])
+			}
+		}
+		var labels []int
+		if labelled {
+			labels = b.Label
+		}
+		return ft.Add(&torch.Tensor{Shape: []int{b.N, tf.C, tf.H, tf.W}, Data: b.X}, labels, b.Source)
+	})
+	if err != nil {
+		return nil, err
+	}
+	fit, err := ft.Finish()
+	if err != nil {
+		return nil, err
+	}
+	fp, err := data.Fingerprint(ds.Spec, src)
+	if err != nil {
+		return nil, err
+	}
+	fit.Meta.Model, fit.Meta.ModelSHA256 = m.path, m.sha
+	fit.Meta.Data, fit.Meta.DataSHA256, fit.Meta.Skipped = ds.Spec.Raw, fp, skipped
+	return fit, nil
 }
 
 // pinvSym is the pseudo-inverse of a symmetric d x d matrix, as

@@ -1,84 +1,20 @@
 package gaia
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"os"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/gaia/metrics"
 )
 
-// ScoreMeta is the provenance of a score file, written beside it as
-// FILE.json: what made the scores, so that a gate calibrated on them can name
-// its model, settings and taps.
-type ScoreMeta struct {
-	Model       string   `json:"model"`
-	ModelSHA256 string   `json:"model_sha256"`
-	Data        string   `json:"data"`
-	Detectors   []string `json:"detectors"`
-	// Settings are what the detectors read, defaults filled in.
-	Settings Settings `json:"settings"`
-	// Taps are, per detector with a tap selection, the taps it chose.
-	Taps map[string][]string `json:"taps,omitempty"`
-	// Fit is the fit file the feature-based detectors scored with.
-	Fit      *FitRef `json:"fit,omitempty"`
-	Device   string  `json:"device"`
-	LibTorch string  `json:"libtorch"`
-	Rows     int     `json:"rows"`
-	Created  string  `json:"created"`
-	// Arch, Input (C, H, W) and ClassNames are the model's (MODEL.json):
-	// what a report needs to show the samples as the model saw them and
-	// name their predicted classes without the model.
-	Arch       string   `json:"arch,omitempty"`
-	Input      []int    `json:"input,omitempty"`
-	ClassNames []string `json:"class_names,omitempty"`
-}
-
-// UnmarshalJSON reads provenance, also in its earlier form (settings and
-// taps under keys of their own, Setting.Legacy).
-func (m *ScoreMeta) UnmarshalJSON(b []byte) error {
-	type plain ScoreMeta
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*m = ScoreMeta(p)
-	if m.Settings == nil {
-		m.Settings = Settings{}
-	}
-	if m.Taps == nil {
-		m.Taps = map[string][]string{}
-	}
-	return readLegacy(b, registeredNames(), m.Settings, m.Taps)
-}
-
-// FitRef names a fit file and its SHA-256.
-type FitRef struct {
-	Path   string `json:"path"`
-	SHA256 string `json:"sha256"`
-}
-
-// ScoreMetaPath is where a score file's provenance lives.
-func ScoreMetaPath(scoreFile string) string { return scoreFile + ".json" }
-
-// ReadScoreMeta reads the provenance beside a score file.
-func ReadScoreMeta(scoreFile string) (*ScoreMeta, error) {
-	m := &ScoreMeta{}
-	if err := readJSON("score provenance", ScoreMetaPath(scoreFile), m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
 // Gate is a calibrated decision: a sample whose score is above Threshold is
-// flagged out-of-distribution; at or below, it is accepted.
+// flagged out-of-distribution; at or below, it is accepted. gaia calibrate
+// writes it as a gate file; OpenGate applies it.
 type Gate struct {
 	Detector    string  `json:"detector"`
 	Threshold   float64 `json:"threshold"`
@@ -94,34 +30,55 @@ type Gate struct {
 	// Fit is the fit file the detector was calibrated with, if it needs one.
 	Fit *FitRef `json:"fit,omitempty"`
 	// Transform is the calibration data's preprocessing (data spec options
-	// such as "resize=32x32"): gaia serve applies it to the images it gets.
+	// such as "resize=32x32"): OpenGate applies it to the images it gets.
 	Transform   string `json:"transform,omitempty"`
 	Calibration string `json:"calibration_scores"`
 	Created     string `json:"created"`
 }
 
-// UnmarshalJSON reads a gate, also in its earlier form (settings under keys
-// of their own, Setting.Legacy; the taps without their setting).
+// gateKeys are the fields every gate file has.
+var gateKeys = []string{"detector", "threshold", "model_sha256"}
+
+// UnmarshalJSON reads a gate, refusing one without a required field
+// (a missing threshold would read as 0 and accept every MSP or Energy
+// score).
 func (g *Gate) UnmarshalJSON(b []byte) error {
+	if err := requireKeys(b, gateKeys...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidGate, err)
+	}
 	type plain Gate
 	var p plain
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
 	*g = Gate(p)
-	if g.Settings == nil {
-		g.Settings = Settings{}
-		if err := readLegacy(b, []string{g.Detector}, g.Settings, nil); err != nil {
-			return err
-		}
-		g.pinTaps()
+	return nil
+}
+
+// check refuses a gate that no calibration makes.
+func (g *Gate) check() error {
+	d, err := lookup(g.Detector)
+	switch {
+	case g.Detector == "":
+		return fmt.Errorf("%w: no detector", ErrInvalidGate)
+	case err != nil:
+		return err
+	case math.IsNaN(g.Threshold) || math.IsInf(g.Threshold, 0):
+		return fmt.Errorf("%w: threshold %v is not a finite number", ErrInvalidGate, g.Threshold)
+	case g.ModelSHA256 == "":
+		return fmt.Errorf("%w: no model_sha256: a gate names the model it was calibrated on", ErrInvalidGate)
+	case d.NeedsFit && (g.Fit == nil || g.Fit.SHA256 == ""):
+		return fmt.Errorf("%w: %s needs a fit, and the gate names none (fit.sha256)", ErrInvalidGate, g.Detector)
+	}
+	if err := g.Settings.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidGate, err)
 	}
 	return nil
 }
 
 // pinTaps sets the detector's tap selection to exactly the gate's taps.
 func (g *Gate) pinTaps() {
-	d, err := Lookup(g.Detector)
+	d, err := lookup(g.Detector)
 	if err != nil || len(g.Taps) == 0 {
 		return
 	}
@@ -133,36 +90,11 @@ func (g *Gate) pinTaps() {
 // Accept reports whether a score passes the gate (looks in-distribution).
 func (g *Gate) Accept(score float64) bool { return score <= g.Threshold } // NaN: false
 
-// Calibrate returns the smallest threshold that accepts at least tpr of the
-// in-distribution scores id, NaN counting as +Inf (never accepted). A
-// threshold that would be +Inf (more than 1 - tpr of the scores NaN or
-// +Inf) is refused: no finite threshold accepts that fraction.
-func Calibrate(id []float64, tpr float64) (threshold, measured float64, err error) {
-	if len(id) == 0 {
-		return 0, 0, fmt.Errorf("calibrate: %w", ErrEmptySet)
-	}
-	if !(tpr > 0 && tpr <= 1) {
-		return 0, 0, fmt.Errorf("calibrate: tpr %v must be in (0, 1]", tpr)
-	}
-	s, nan := rankNaN(id)
-	s = append([]float64(nil), s...)
-	sort.Float64s(s)
-	k := int(math.Ceil(tpr*float64(len(s)) - 1e-9))
-	k = max(1, min(len(s), k))
-	threshold = s[k-1]
-	if math.IsInf(threshold, 0) {
-		inf := len(s) - sort.Search(len(s), func(i int) bool { return math.IsInf(s[i], 1) })
-		return 0, 0, fmt.Errorf("calibrate: %d of %d in-distribution scores are NaN (%d) or +Inf: no finite threshold accepts %.4g of them", inf, len(s), nan, tpr)
-	}
-	n := sort.Search(len(s), func(i int) bool { return s[i] > threshold })
-	return threshold, float64(n) / float64(len(s)), nil
-}
-
 // NewGate calibrates a gate for one detector of an ID score file, taking the
 // model's identity, the detector's settings and its taps from the file's
 // provenance.
 func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gate, error) {
-	d, err := Lookup(detector)
+	d, err := lookup(detector)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +102,7 @@ func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gat
 	if err != nil {
 		return nil, err
 	}
-	th, measured, err := Calibrate(col, tpr)
+	th, measured, err := metrics.Calibrate(col, tpr)
 	if err != nil {
 		return nil, err
 	}
@@ -198,16 +130,14 @@ func NewGate(sf *ScoreFile, meta *ScoreMeta, detector string, tpr float64) (*Gat
 	return g, nil
 }
 
-// LoadGate reads a gate file.
+// LoadGate reads a gate file, refusing one without a required field
+// (detector, threshold, model_sha256) or with a value no calibration makes.
 func LoadGate(path string) (*Gate, error) {
 	g := &Gate{}
 	if err := readJSON("gate", path, g); err != nil {
 		return nil, err
 	}
-	if g.Detector == "" || math.IsNaN(g.Threshold) {
-		return nil, fmt.Errorf("gate %s: no detector or threshold", path)
-	}
-	if _, err := Lookup(g.Detector); err != nil {
+	if err := g.check(); err != nil {
 		return nil, fmt.Errorf("gate %s: %w", path, err)
 	}
 	return g, nil
@@ -224,34 +154,155 @@ func (g *Gate) AcceptedFraction(scores []float64) float64 {
 	return float64(n) / float64(len(scores))
 }
 
-// FileSHA256 is the hex SHA-256 of a file: a model's identity.
-func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+// Gated is a model opened to apply a gate (OpenGate). It is safe for
+// concurrent use, as its Model is.
+type Gated struct {
+	m    *Model
+	gate Gate
 }
 
-// WriteJSON writes v as indented JSON, atomically.
-func WriteJSON(path string, v any) error {
-	raw, err := JSONFile(v)
-	if err != nil {
-		return err
-	}
-	return WriteFileAtomic(path, raw)
+// Verdict is the gate's decision on one input, with the model's prediction
+// and every detector's score.
+type Verdict struct {
+	Accept    bool    // in-distribution by the gate: Score <= Threshold (never for NaN)
+	Score     float64 // the gate's detector's score
+	Threshold float64
+	Pred      int
+	Prob      float64
+	Class     string             // the predicted class's name, if MODEL.json has class names
+	Scores    map[string]float64 // every detector scored, the gate's included
 }
 
-// JSONFile is v as WriteJSON writes it: indented, with a final newline.
-func JSONFile(v any) ([]byte, error) {
-	raw, err := json.MarshalIndent(v, "", "  ")
+// OpenGate opens the model at modelPath to apply gate g, with the gate's
+// detector, its settings and taps as calibrated, its fit and its
+// preprocessing (opt.Transform, else the gate's, else MODEL.json's), and
+// makes every check that the scores are the ones the threshold was
+// calibrated on: the model file's SHA-256, the fit's, the taps its selection
+// gives, and opt's settings of the gate's detector must all be the gate's;
+// a difference is a *MismatchError saying what differs. opt.Detectors are
+// scored besides the gate's detector (nil: the gate's alone); opt.Fit, if
+// given, must be the gate's fit.
+func OpenGate(ctx context.Context, modelPath string, g *Gate, opt Options) (*Gated, error) {
+	if g == nil {
+		return nil, fmt.Errorf("%w: nil", ErrInvalidGate)
+	}
+	gate := *g
+	gate.Settings = g.Settings.Clone()
+	gate.Taps = append([]string(nil), g.Taps...)
+	name := gate.Detector
+	if gate.Calibration != "" {
+		name += " calibrated on " + gate.Calibration
+	}
+	if err := gate.check(); err != nil {
+		return nil, fmt.Errorf("gate (%s): %w", name, err)
+	}
+	det, _ := lookup(gate.Detector)
+	mismatch := func(what, calibrated, opened string) error {
+		return &MismatchError{What: what, Gate: name, Calibrated: calibrated, Opened: opened}
+	}
+	// Settings: the gate's own for its detector; the caller's may not differ.
+	settings := opt.Settings.Clone()
+	for _, st := range det.Settings {
+		want, calibrated := gate.Settings[st.Name]
+		if !calibrated {
+			want = st.Default
+		}
+		if v, ok := settings[st.Name]; ok && formatSetting(v) != formatSetting(want) {
+			return nil, mismatch("settings", fmt.Sprintf("%s=%s", st.Name, formatSetting(want)), fmt.Sprintf("%s=%s", st.Name, formatSetting(v)))
+		}
+		settings[st.Name] = want
+	}
+	opt.Settings = settings
+	dets := []string{gate.Detector}
+	if len(opt.Detectors) > 0 {
+		more, err := ParseDetectors(strings.Join(opt.Detectors, ","))
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range more {
+			if d != gate.Detector {
+				dets = append(dets, d)
+			}
+		}
+	}
+	opt.Detectors = dets
+	if opt.Fit == "" && gate.Fit != nil {
+		opt.Fit = gate.Fit.Path
+	}
+	if opt.Transform == "" {
+		opt.Transform = gate.Transform
+	}
+	m, err := prepare(modelPath, opt, dets)
 	if err != nil {
 		return nil, err
 	}
-	return append(raw, '\n'), nil
+	if m.sha != gate.ModelSHA256 {
+		return nil, mismatch("model", fmt.Sprintf("%s (sha256 %.12s)", gate.Model, gate.ModelSHA256), fmt.Sprintf("%s (sha256 %.12s)", modelPath, m.sha))
+	}
+	if gate.Fit != nil && gate.Fit.SHA256 != m.fitSHA {
+		return nil, mismatch("fit", fmt.Sprintf("%s (sha256 %.12s)", gate.Fit.Path, gate.Fit.SHA256), fmt.Sprintf("%q (sha256 %.12s)", m.opt.Fit, m.fitSHA))
+	}
+	if err := m.load(ctx); err != nil {
+		return nil, err
+	}
+	if len(gate.Taps) > 0 {
+		if taps := m.Taps(gate.Detector); strings.Join(taps, ",") != strings.Join(gate.Taps, ",") {
+			m.Close()
+			return nil, mismatch("taps", fmt.Sprintf("%d taps (%s)", len(gate.Taps), brief(gate.Taps)), fmt.Sprintf("%d taps (%s)", len(taps), brief(taps)))
+		}
+	}
+	return &Gated{m: m, gate: gate}, nil
 }
+
+// brief lists at most four names.
+func brief(names []string) string {
+	if len(names) > 4 {
+		return strings.Join(names[:4], ", ") + fmt.Sprintf(", ... %d more", len(names)-4)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Check scores images as Model.ScoreImages does and applies the gate to
+// each.
+func (g *Gated) Check(ctx context.Context, images [][]byte) ([]Verdict, error) {
+	res, err := g.m.ScoreImages(ctx, images)
+	if err != nil {
+		return nil, err
+	}
+	return g.verdicts(res), nil
+}
+
+// CheckTensor scores inputs as Model.ScoreTensor does and applies the gate
+// to each.
+func (g *Gated) CheckTensor(ctx context.Context, x []float32, n int) ([]Verdict, error) {
+	res, err := g.m.ScoreTensor(ctx, x, n)
+	if err != nil {
+		return nil, err
+	}
+	return g.verdicts(res), nil
+}
+
+func (g *Gated) verdicts(res []Result) []Verdict {
+	out := make([]Verdict, len(res))
+	for i, r := range res {
+		sc := r.Scores[g.gate.Detector]
+		out[i] = Verdict{Accept: g.gate.Accept(sc), Score: sc, Threshold: g.gate.Threshold,
+			Pred: r.Pred, Prob: r.Prob, Class: r.Class, Scores: r.Scores}
+	}
+	return out
+}
+
+// Gate is the gate applied (a copy).
+func (g *Gated) Gate() Gate {
+	c := g.gate
+	c.Settings = g.gate.Settings.Clone()
+	c.Taps = append([]string(nil), g.gate.Taps...)
+	return c
+}
+
+// Model is the model the gate runs on: its detectors (the gate's first),
+// metadata and identity, and scoring without the gate.
+func (g *Gated) Model() *Model { return g.m }
+
+// Close closes the model (Model.Close).
+func (g *Gated) Close() error { return g.m.Close() }

@@ -47,7 +47,7 @@ func readJSON(what, path string, v any) error {
 	return nil
 }
 
-// MinStd is the smallest normalization std accepted (MODEL.json, --std):
+// MinStd is the smallest normalization std accepted (MODEL.json, Options.Std):
 // below it the normalized inputs overflow float32 models into NaN scores.
 const MinStd = 1e-6
 
@@ -94,4 +94,13 @@ func (m *Meta) check() error {
 		return fmt.Errorf("%d class names for %d classes", len(m.ClassNames), m.NumClasses)
 	}
 	return nil
+}
+
+// clone is a deep copy.
+func (m Meta) clone() Meta {
+	m.InputSize = append([]int(nil), m.InputSize...)
+	m.Mean = append([]float64(nil), m.Mean...)
+	m.Std = append([]float64(nil), m.Std...)
+	m.ClassNames = append([]string(nil), m.ClassNames...)
+	return m
 }

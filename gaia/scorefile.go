@@ -3,10 +3,8 @@ package gaia
 import (
 	"bufio"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -30,63 +28,9 @@ type ScoreFile struct {
 
 var scoreHeader = []string{"index", "source", "label", "pred"}
 
-// ScoreWriter writes a score file whole or not at all (an Output: see its
-// rules), with its provenance sidecar when WithSidecar is asked for: both go
-// to temporary files, which Commit syncs and renames, the sidecar first and
-// the score file last, so that a score file is never without its sidecar.
-type ScoreWriter struct {
-	path    string
-	out     *Output
-	sidecar *Output
-	w       *csv.Writer
-	bw      *bufio.Writer
-	n       int
-	dets    int
-	nan     []int // NaN scores per detector
-}
-
-// CreateScoreWriter starts a score file at path ("-" writes to out instead,
-// not atomically). The path is checked, and its temporary created, now:
-// before any scoring.
-func CreateScoreWriter(path string, detectors []string, out io.Writer) (*ScoreWriter, error) {
-	sw := &ScoreWriter{path: path, dets: len(detectors)}
-	if path == "-" {
-		sw.bw = bufio.NewWriter(out)
-	} else {
-		o, err := CreateOutput(path)
-		if err != nil {
-			return nil, fmt.Errorf("score file %w", err)
-		}
-		sw.out = o
-		sw.bw = bufio.NewWriterSize(o.File(), 1<<16)
-	}
-	sw.w = csv.NewWriter(sw.bw)
-	if err := sw.w.Write(append(append([]string(nil), scoreHeader...), detectors...)); err != nil {
-		sw.Abort()
-		return nil, fmt.Errorf("score file %s: %w", path, err)
-	}
-	return sw, nil
-}
-
-// WithSidecar creates the temporary of the score file's provenance sidecar
-// (ScoreMetaPath) now, so that its folder and path are checked before
-// scoring; Commit then needs its contents. Without a file (path "-", a
-// device or a FIFO) it does nothing.
-func (sw *ScoreWriter) WithSidecar() error {
-	if sw.out == nil || sw.out.Direct() {
-		return nil
-	}
-	o, err := CreateOutput(ScoreMetaPath(sw.out.final))
-	if err != nil {
-		sw.Abort()
-		return fmt.Errorf("provenance of score file %s: %w", sw.path, err)
-	}
-	sw.sidecar = o
-	return nil
-}
-
-func formatScore(v float64) string {
-	return strconv.FormatFloat(v, 'g', 9, 64)
+// ScoreHeader is a score file's header for detectors.
+func ScoreHeader(detectors []string) []string {
+	return append(append([]string(nil), scoreHeader...), detectors...)
 }
 
 // NonFinite is what non-finite scores mean, wherever gaia reads or writes
@@ -104,88 +48,6 @@ func formatScore(v float64) string {
 //     the threshold as if NaN were +Inf; a gate never accepts NaN (serve
 //     answers ood: true); score warns of them at the end of the run.
 const NonFinite = "NaN is ranked as most OOD; +Inf is most OOD; -Inf is least OOD"
-
-// Append writes rows.
-func (sw *ScoreWriter) Append(rows []ScoreRow) error {
-	rec := make([]string, 4+sw.dets)
-	for _, r := range rows {
-		if len(r.Scores) != sw.dets {
-			return fmt.Errorf("score file %s: row %d has %d scores for %d detectors", sw.path, r.Index, len(r.Scores), sw.dets)
-		}
-		rec[0] = strconv.Itoa(r.Index)
-		rec[1] = r.Source
-		rec[2] = ""
-		if r.Label >= 0 {
-			rec[2] = strconv.Itoa(r.Label)
-		}
-		rec[3] = strconv.Itoa(r.Pred)
-		for i, v := range r.Scores {
-			rec[4+i] = formatScore(v)
-			if math.IsNaN(v) {
-				if sw.nan == nil {
-					sw.nan = make([]int, sw.dets)
-				}
-				sw.nan[i]++
-			}
-		}
-		if err := sw.w.Write(rec); err != nil {
-			return fmt.Errorf("score file %s: %w", sw.path, err)
-		}
-		sw.n++
-	}
-	return nil
-}
-
-// NaNs is the number of NaN scores written per detector (nil: none).
-func (sw *ScoreWriter) NaNs() []int { return sw.nan }
-
-// Rows is the number of rows written so far.
-func (sw *ScoreWriter) Rows() int { return sw.n }
-
-// Commit finishes the file and moves it into place (with its sidecar's
-// contents when WithSidecar was asked for: the sidecar lands first).
-func (sw *ScoreWriter) Commit() error { return sw.CommitWith(nil) }
-
-// CommitWith is Commit with the sidecar's contents.
-func (sw *ScoreWriter) CommitWith(sidecar []byte) error {
-	fail := func(err error) error {
-		sw.Abort()
-		return fmt.Errorf("score file %s: %w", sw.path, err)
-	}
-	sw.w.Flush()
-	if err := sw.w.Error(); err != nil {
-		return fail(err)
-	}
-	if err := sw.bw.Flush(); err != nil {
-		return fail(err)
-	}
-	if sw.out == nil {
-		return nil
-	}
-	outs := []*Output{sw.out}
-	if sw.sidecar != nil {
-		if sidecar == nil {
-			return fail(errors.New("its provenance sidecar has no contents"))
-		}
-		if _, err := sw.sidecar.Write(sidecar); err != nil {
-			return fail(fmt.Errorf("provenance %s: %w", sw.sidecar.Path, err))
-		}
-		outs = []*Output{sw.sidecar, sw.out}
-	}
-	if err := CommitOutputs(outs...); err != nil {
-		sw.out, sw.sidecar = nil, nil
-		return fmt.Errorf("score file %s: %w", sw.path, err)
-	}
-	sw.out, sw.sidecar = nil, nil
-	return nil
-}
-
-// Abort drops the temporary files; the final paths are untouched.
-func (sw *ScoreWriter) Abort() {
-	sw.out.Abort()
-	sw.sidecar.Abort()
-	sw.out, sw.sidecar = nil, nil
-}
 
 // ReadScoreFile reads a score file, checking its header and every row.
 func ReadScoreFile(path string) (*ScoreFile, error) {

@@ -13,8 +13,8 @@ import (
 // reads, and one Module.Run computes all of it.
 type Scorer struct {
 	m        *torch.Module
-	dets     []*Detector
-	plans    []*Plan
+	dets     []*detectorSpec
+	plans    []*detectorPlan
 	settings Settings
 	passes   []torch.Pass
 	passAt   []int   // detector d's passes are passes[passAt[d]:passAt[d]+len(plans[d].Passes)]
@@ -47,11 +47,11 @@ func NewScorer(m *torch.Module, cfg ScorerConfig) (*Scorer, error) {
 		return nil, fmt.Errorf("scorer: %w", err)
 	}
 	w, b, _ := m.Classifier()
-	info := ModelInfo{Taps: m.Taps(), InputChannels: m.InputChannels(), Std: cfg.Std, Weight: w, Bias: b, Fit: cfg.Fit}
+	info := modelInfo{Taps: m.Taps(), InputChannels: m.InputChannels(), Std: cfg.Std, Weight: w, Bias: b, Fit: cfg.Fit}
 	sc := &Scorer{m: m, settings: s.For(cfg.Detectors)}
 	valuePos := map[int]int{}
 	for _, name := range cfg.Detectors {
-		d, err := Lookup(name)
+		d, err := lookup(name)
 		if err != nil {
 			sc.Close()
 			return nil, err
@@ -86,7 +86,7 @@ func NewScorer(m *torch.Module, cfg ScorerConfig) (*Scorer, error) {
 
 // addHeads puts a plan's buffers on the device and adds its heads, their
 // buffer slots turned from plan indices into the device's buffers.
-func (s *Scorer) addHeads(d *Detector, p *Plan) error {
+func (s *Scorer) addHeads(d *detectorSpec, p *detectorPlan) error {
 	ids := make([]torch.Buffer, len(p.Buffers))
 	for i, b := range p.Buffers {
 		var err error
@@ -116,12 +116,14 @@ func (s *Scorer) addHeads(d *Detector, p *Plan) error {
 	return nil
 }
 
-// Close frees the buffers the scorer put on the device (its module stays).
-func (s *Scorer) Close() {
+// Close frees the buffers the scorer put on the device (its module stays);
+// it is idempotent.
+func (s *Scorer) Close() error {
 	for _, b := range s.buffers {
 		s.m.Drop(b)
 	}
 	s.buffers = nil
+	return nil
 }
 
 // Warnings are what the plans had to leave out, for logs and reports.
@@ -210,7 +212,7 @@ func (s *Scorer) Score(x *torch.Tensor) (*BatchScores, error) {
 		out.Pred[i], out.Prob[i] = argmaxSoftmax(z.Row(i), 1)
 	}
 	for d, p := range s.plans {
-		o := &Outputs{Logits: z, Pred: out.Pred, Prob: out.Prob,
+		o := &batchOutputs{Logits: z, Pred: out.Pred, Prob: out.Prob,
 			Grads: r.Grads[s.passAt[d] : s.passAt[d]+len(p.Passes)],
 			Heads: r.Heads[s.headAt[d] : s.headAt[d]+len(p.Heads)]}
 		for _, pos := range s.valueAt[d] {

@@ -26,6 +26,7 @@ type detRef struct {
 }
 
 func TestMain(m *testing.M) {
+	torch.TuneProcess()       // as the commands run (benchmarks)
 	torch.SetAllowTF32(false) // references are float32
 	code := m.Run()
 	printBenchSummary()
@@ -62,7 +63,7 @@ func TestDetectorsMatchReference(t *testing.T) {
 			m, err := torch.Load(filepath.Join(dir, ref.Model), device)
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := NewScorer(m, ScorerConfig{Detectors: AllDetectors, Std: ref.Std})
+			s, err := NewScorer(m, ScorerConfig{Detectors: allNames(), Std: ref.Std})
 			require.NoError(t, err)
 			t.Log(s.Describe())
 			x := ref.arr["x"]
@@ -141,7 +142,7 @@ func TestScoresDoNotDependOnBatch(t *testing.T) {
 	if testenv.OnCUDA() {
 		tol = 1e-4 // cuDNN may pick other algorithms for other batch sizes
 	}
-	s, err := NewScorer(m, ScorerConfig{Detectors: AllDetectors})
+	s, err := NewScorer(m, ScorerConfig{Detectors: allNames()})
 	require.NoError(t, err)
 	const n = 128
 	x := &torch.Tensor{Shape: []int{n, 3, 32, 32}, Data: make([]float32, n*3*32*32)}

@@ -2,7 +2,6 @@ package gaia
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"math"
 	"sort"
@@ -10,10 +9,10 @@ import (
 	"strings"
 )
 
-// Setting is one detector setting, declared by the detector that reads it:
-// a command-line flag (--NAME), a key of score provenance, gates, bench
-// configs and serve, with its default and help text.
-type Setting struct {
+// setting is one detector setting, declared by the detector that reads it:
+// a key of Settings, score provenance, gates, bench configs and serve (and
+// a command-line flag --NAME), with its default and help text.
+type setting struct {
 	Name    string // flag and key: "energy-temperature"
 	Help    string
 	Default any // a float64, int or string: the setting's kind
@@ -22,10 +21,6 @@ type Setting struct {
 	// Taps marks a tap selection (a SelectTaps spec). The taps it selected
 	// are recorded with the scores, and a gate pins the setting to them.
 	Taps bool
-	// Legacy is the key files of earlier versions kept it under: a number
-	// setting's value in provenance and gates, or, for a tap selection, the
-	// list of taps it chose in provenance ("taps_z").
-	Legacy string
 }
 
 // positive and nonNegative are Checks for numbers.
@@ -58,7 +53,7 @@ func toFloat(v any) float64 {
 type Settings map[string]any
 
 // lookupSetting finds a registered setting.
-func lookupSetting(name string) (*Setting, error) {
+func lookupSetting(name string) (*setting, error) {
 	for _, s := range allSettings() {
 		if s.Name == name {
 			return s, nil
@@ -68,41 +63,54 @@ func lookupSetting(name string) (*Setting, error) {
 	for _, s := range allSettings() {
 		names = append(names, s.Name)
 	}
-	return nil, fmt.Errorf("unknown setting %q (known: %s)", name, strings.Join(names, ", "))
+	return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownSetting, name, strings.Join(names, ", "))
 }
 
+// get is a setting's value, its default when s does not have it; name is
+// one the detector reading it declared.
 func (s Settings) get(name string) any {
 	if v, ok := s[name]; ok {
 		return v
 	}
 	st, err := lookupSetting(name)
 	if err != nil {
-		panic("gaia: " + err.Error()) // a detector reading a setting it did not declare
+		panic("gaia: " + err.Error()) // a detector reading a setting it did not declare: a bug of gaia's
 	}
 	return st.Default
 }
 
-// Float is a number setting's value.
-func (s Settings) Float(name string) float64 { return toFloat(s.get(name)) }
+// float is a number setting's value (for the detector that declared it).
+func (s Settings) float(name string) float64 { return toFloat(s.get(name)) }
 
-// Int is an integer setting's value.
-func (s Settings) Int(name string) int {
+// int is an integer setting's value (for the detector that declared it).
+func (s Settings) int(name string) int {
 	switch v := s.get(name).(type) {
 	case int:
 		return v
 	case float64:
 		return int(v)
 	}
-	panic("gaia: setting " + name + " is not a number")
+	return 0
 }
 
-// String is a text setting's value.
-func (s Settings) String(name string) string {
-	v, ok := s.get(name).(string)
-	if !ok {
-		panic("gaia: setting " + name + " is not text")
-	}
+// text is a text setting's value (for the detector that declared it).
+func (s Settings) text(name string) string {
+	v, _ := s.get(name).(string)
 	return v
+}
+
+// Value is the named setting's value, its default where s does not set it:
+// a float64, an int or a string, as the setting's kind is. A name no
+// detector declares is ErrUnknownSetting.
+func (s Settings) Value(name string) (any, error) {
+	st, err := lookupSetting(name)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := s[name]; ok {
+		return v, nil
+	}
+	return st.Default, nil
 }
 
 // Set parses text as the named setting's kind and stores it.
@@ -166,7 +174,7 @@ func (s Settings) SetValue(name string, v any) error {
 	return s.put(st, v)
 }
 
-func (s Settings) put(st *Setting, v any) error {
+func (s Settings) put(st *setting, v any) error {
 	if st.Check != nil {
 		if err := st.Check(v); err != nil {
 			return fmt.Errorf("setting %s: %w", st.Name, err)
@@ -253,79 +261,4 @@ func (s *Settings) UnmarshalJSON(b []byte) error {
 	}
 	*s = out
 	return nil
-}
-
-// settingFlag is a Setting as a flag.Value.
-type settingFlag struct {
-	s  Settings
-	st *Setting
-}
-
-func (f settingFlag) String() string {
-	if f.st == nil {
-		return ""
-	}
-	if v, ok := f.st.Default.(string); ok {
-		return v
-	}
-	return formatSetting(f.st.Default)
-}
-
-func (f settingFlag) Set(v string) error { return f.s.Set(f.st.Name, v) }
-
-// AddSettingFlags adds a flag --NAME for every registered setting, which
-// sets s; its help names the detectors that read it.
-func AddSettingFlags(fs *flag.FlagSet, s Settings) {
-	for _, st := range allSettings() {
-		fs.Var(settingFlag{s, st}, st.Name, fmt.Sprintf("%s (%s)", st.Help, strings.Join(readersOf(st), ", ")))
-	}
-}
-
-// readLegacy fills settings (and, given taps, the recorded tap lists) from
-// the keys files of earlier versions used (Setting.Legacy), for the named
-// detectors, where the new keys did not already give them. A zero number
-// under a legacy key meant "the default" and is skipped.
-func readLegacy(b []byte, dets []string, settings Settings, taps map[string][]string) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	for _, st := range settingsOf(dets) {
-		v, ok := raw[st.Legacy]
-		if st.Legacy == "" || !ok {
-			continue
-		}
-		if st.Taps {
-			var names []string
-			if err := json.Unmarshal(v, &names); err != nil {
-				return fmt.Errorf("%s: %w", st.Legacy, err)
-			}
-			owner := readersOf(st)[0]
-			if _, have := taps[owner]; taps != nil && len(names) > 0 && !have {
-				taps[owner] = names
-			}
-			continue
-		}
-		var f float64
-		if err := json.Unmarshal(v, &f); err != nil {
-			return fmt.Errorf("%s: %w", st.Legacy, err)
-		}
-		if _, have := settings[st.Name]; !have && f != 0 {
-			if err := settings.SetValue(st.Name, f); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// LegacySetting names the setting that earlier files and configs kept
-// under key (Setting.Legacy), if any.
-func LegacySetting(key string) (string, bool) {
-	for _, st := range allSettings() {
-		if st.Legacy != "" && st.Legacy == key {
-			return st.Name, true
-		}
-	}
-	return "", false
 }

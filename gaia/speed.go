@@ -45,7 +45,7 @@ func workload(m *torch.Module, name string, x *torch.Tensor, cfg ScorerConfig) (
 	}
 	cfg.Detectors = []string{name}
 	if name == AllDetectorsTogether {
-		cfg.Detectors = AllDetectors
+		cfg.Detectors = allNames()
 		if cfg.Fit != nil {
 			cfg.Detectors, _ = ParseDetectors("every")
 		}
@@ -54,7 +54,7 @@ func workload(m *torch.Module, name string, x *torch.Tensor, cfg ScorerConfig) (
 	if err != nil {
 		return nil, nil, err
 	}
-	return func() error { _, err := sc.Score(x); return err }, sc.Close, nil
+	return func() error { _, err := sc.Score(x); return err }, func() { sc.Close() }, nil
 }
 
 // MeasureSpeed runs a workload (a detector name, AllDetectorsTogether or a

@@ -25,6 +25,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -426,38 +427,43 @@ func Version() string { return C.GoString(C.gaia_torch_version()) }
 // CUDADeviceCount is the number of CUDA devices LibTorch sees (0 without CUDA).
 func CUDADeviceCount() int { return int(C.gaia_cuda_device_count()) }
 
-// mallocTuned says whether init kept glibc from returning freed blocks to the
-// kernel (see tuneMalloc).
-var mallocTuned bool
+// mallocTuned and blasTuned say what TuneProcess applied.
+var (
+	tuneOnce    sync.Once
+	mallocTuned bool
+	blasTuned   bool
+)
 
-// tuneMalloc: LibTorch on the CPU allocates every batch's activations and
-// gradients afresh; glibc serves blocks over its (dynamic) mmap threshold
-// with mmap and unmaps them on free, so each batch faults its memory in again
-// (a quarter of GAIA-Z's CPU time on ResNet-20, docs/perf.md). Keeping blocks
-// up to 32 MiB in the heap, and trimming only above 1 GiB free, gave 1.4-1.6x
-// the throughput of forward+backward and GAIA-Z there. The process's resident
-// memory then stays near its peak instead of shrinking between batches.
-// GAIA_MALLOC=default, or glibc malloc tunables in GLIBC_TUNABLES, leave
-// glibc as it is.
-func tuneMalloc() {
-	if os.Getenv("GAIA_MALLOC") == "default" || strings.Contains(os.Getenv("GLIBC_TUNABLES"), "glibc.malloc.") {
-		return
-	}
-	mallocTuned = C.gaia_tune_malloc(32<<20, 1<<30) == 1
+// TuneProcess tunes this process for LibTorch on the CPU, once; importing
+// the package changes nothing. gaia's commands call it first thing; a
+// program embedding gaia may call it before it opens a model, or leave the
+// process as it is. It returns what it applied:
+//
+//   - malloc: glibc keeps freed blocks up to 32 MiB in its heap and trims
+//     only above 1 GiB free. LibTorch on the CPU allocates every batch's
+//     activations and gradients afresh; above glibc's (dynamic) mmap
+//     threshold each is mapped and unmapped, and every batch faults its
+//     memory in again (a quarter of GAIA-Z's CPU time on ResNet-20): kept,
+//     forward+backward and GAIA-Z ran 1.4-1.6x faster (docs/perf.md). The
+//     resident memory then stays near its peak between batches.
+//     GAIA_MALLOC=default, or glibc malloc tunables in GLIBC_TUNABLES,
+//     leave glibc as it is.
+//   - blas: OpenBLAS (when LibTorch uses it, as Debian's does) runs on the
+//     calling thread: its own spinning worker pool slowed the next forward
+//     1.3x after a KNN head. OPENBLAS_NUM_THREADS, when set, is left alone.
+func TuneProcess() (malloc, blas bool) {
+	tuneOnce.Do(func() {
+		if os.Getenv("GAIA_MALLOC") != "default" && !strings.Contains(os.Getenv("GLIBC_TUNABLES"), "glibc.malloc.") {
+			mallocTuned = C.gaia_tune_malloc(32<<20, 1<<30) == 1
+		}
+		blasTuned = C.gaia_tune_blas() == 1
+	})
+	return mallocTuned, blasTuned
 }
 
-// blasTuned says whether init made OpenBLAS single-threaded (gaia_tune_blas).
-var blasTuned bool
-
-func init() {
-	tuneMalloc()
-	blasTuned = C.gaia_tune_blas() == 1
-}
-
-// BLASTuned reports whether OpenBLAS runs on LibTorch's calling thread (set
-// by this package when OPENBLAS_NUM_THREADS is not).
+// BLASTuned reports whether TuneProcess made OpenBLAS run on LibTorch's
+// calling thread.
 func BLASTuned() bool { return blasTuned }
 
-// MallocTuned reports whether the allocator tuning of this package applies
-// (glibc, not turned off by GAIA_MALLOC=default).
+// MallocTuned reports whether TuneProcess tuned glibc's allocator.
 func MallocTuned() bool { return mallocTuned }

@@ -51,6 +51,9 @@ func Version() string { return "none (built without cgo)" }
 // CUDADeviceCount is 0 without LibTorch.
 func CUDADeviceCount() int { return 0 }
 
+// TuneProcess does nothing without LibTorch.
+func TuneProcess() (malloc, blas bool) { return false, false }
+
 // BLASTuned is false without LibTorch.
 func BLASTuned() bool { return false }
 

@@ -29,6 +29,7 @@ type reference struct {
 }
 
 func TestMain(m *testing.M) {
+	TuneProcess()       // as the commands run
 	SetAllowTF32(false) // references are float32
 	os.Exit(m.Run())
 }

@@ -37,10 +37,12 @@ import (
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
 	"github.com/gaia-ood/gaia/gaia/serve"
+	"github.com/gaia-ood/gaia/internal/cli"
 	"github.com/gaia-ood/gaia/torch"
 )
 
 func main() {
+	torch.TuneProcess()
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -74,10 +76,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gaia-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.model, "model", "", "TorchScript `file` (with MODEL.json)")
+	var mf cli.ModelFlags
+	mf.Register(fs, cli.OneDevice, "model", "device")
 	fs.StringVar(&o.spec, "data", "", "dataset `SPEC` whose first images become the requests (PNG-encoded); its transform options are the server's")
 	fs.StringVar(&o.detectors, "detectors", "gaia-z,msp", "detectors the server scores")
-	fs.StringVar(&o.device, "device", "auto", "device")
 	fs.IntVar(&o.images, "images", 256, "distinct images to send (round robin)")
 	fs.IntVar(&o.requests, "requests", 1000, "requests per measurement, at most")
 	fs.DurationVar(&o.maxTime, "max-time", 30*time.Second, "time per measurement, at most")
@@ -89,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.model, o.device = mf.Model, mf.Device
 	if o.model == "" || o.spec == "" {
 		return errors.New("-model and -data are required")
 	}
@@ -126,6 +129,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// optionsSuffix is transform options as a data spec's tail.
+func optionsSuffix(opts string) string {
+	if opts == "" {
+		return ""
+	}
+	return "," + opts
+}
+
 // prepare encodes the first images of the data spec as PNG and scores them
 // the way `gaia score` does (the loader and gaia.ScoreDataset).
 func prepare(o *options, dets []string, stderr io.Writer) ([][]byte, [][]float64, error) {
@@ -159,37 +170,23 @@ func prepare(o *options, dets []string, stderr io.Writer) ([][]byte, [][]float64
 			return nil, nil, err
 		}
 	}
-	model, err := gaia.OpenModel(gaia.ModelConfig{Path: o.model, Device: o.device, Detectors: dets})
+	model, err := gaia.Open(context.Background(), o.model, gaia.Options{Device: o.device, Detectors: dets, SkipWarmup: true})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer model.Close()
-	c, h, w := model.Input()
-	tf, err := data.ParseTransform(o.transform, c, h, w, model.Meta.Mean, model.Meta.Std)
+	ds, err := model.Dataset("folder:" + dir + optionsSuffix(o.transform))
 	if err != nil {
 		return nil, nil, err
 	}
-	folder, err := data.Open(&data.Spec{Kind: "folder", Arg: dir, Options: map[string]string{}, Raw: "folder:" + dir})
-	if err != nil {
+	var rows []gaia.ScoreRow
+	if _, err := model.ScoreDataset(context.Background(), ds, gaia.DatasetOptions{Batch: 64}, func(r []gaia.ScoreRow) error {
+		rows = append(rows, r...)
+		return nil
+	}); err != nil {
 		return nil, nil, err
 	}
-	s := model.Scorer()
-	out := filepath.Join(dir, "scores.csv")
-	sw, err := gaia.CreateScoreWriter(out, dets, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := gaia.ScoreDataset(context.Background(), s, &data.Loader{Src: folder, Transform: tf, BatchSize: 64}, sw, nil); err != nil {
-		sw.Abort()
-		return nil, nil, err
-	}
-	if err := sw.Commit(); err != nil {
-		return nil, nil, err
-	}
-	sf, err := gaia.ReadScoreFile(out)
-	if err != nil {
-		return nil, nil, err
-	}
+	sf := &gaia.ScoreFile{Rows: rows}
 	want := make([][]float64, n)
 	for i, r := range sf.Rows {
 		want[i] = r.Scores

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/outfile"
 )
 
 func runCalibrate(args []string, stdout, stderr io.Writer) error {
@@ -34,7 +35,7 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := gaia.WriteJSON(*out, g); err != nil {
+	if err := outfile.WriteJSON(*out, g); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: threshold %.9g accepts %.2f%% of %d in-distribution samples (target %.2f%%); wrote %s\n",

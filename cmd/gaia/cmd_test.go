@@ -6,10 +6,9 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/gaia-ood/gaia/internal/shard"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/gaia-ood/gaia/gaia"
 )
 
 // TestMain lets tests run the gaia command as a separate process: the test
@@ -45,25 +44,25 @@ func TestParseShard(t *testing.T) {
 		spec  string
 		count int
 		env   map[string]string
-		want  gaia.Shard
+		want  shard.Shard
 		err   string
 	}{
-		{"2/5", 0, nil, gaia.Shard{Index: 2, Count: 5}, ""},
-		{"5/5", 0, nil, gaia.Shard{}, "want 0 <= i < N"},
-		{"2/5", 4, nil, gaia.Shard{}, "disagrees"},
-		{"x", 0, nil, gaia.Shard{}, "want i/N"},
-		{"k8s", 8, map[string]string{"JOB_COMPLETION_INDEX": "7"}, gaia.Shard{Index: 7, Count: 8}, ""},
-		{"k8s", 0, map[string]string{"JOB_COMPLETION_INDEX": "1", "GAIA_SHARDS": "4"}, gaia.Shard{Index: 1, Count: 4}, ""},
-		{"k8s", 0, map[string]string{"JOB_COMPLETION_INDEX": "1"}, gaia.Shard{}, "--shards N"},
-		{"k8s", 0, nil, gaia.Shard{}, "JOB_COMPLETION_INDEX is not set"},
-		{"slurm", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "5"}, gaia.Shard{Index: 4, Count: 5}, ""},
-		{"auto", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "2"}, gaia.Shard{Index: 0, Count: 2}, ""},
-		{"auto", 3, map[string]string{"JOB_COMPLETION_INDEX": "0"}, gaia.Shard{Index: 0, Count: 3}, ""},
-		{"auto", 0, nil, gaia.Shard{}, "neither"},
-		{"slurm", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "a"}, gaia.Shard{}, "not a number"},
+		{"2/5", 0, nil, shard.Shard{Index: 2, Count: 5}, ""},
+		{"5/5", 0, nil, shard.Shard{}, "want 0 <= i < N"},
+		{"2/5", 4, nil, shard.Shard{}, "disagrees"},
+		{"x", 0, nil, shard.Shard{}, "want i/N"},
+		{"k8s", 8, map[string]string{"JOB_COMPLETION_INDEX": "7"}, shard.Shard{Index: 7, Count: 8}, ""},
+		{"k8s", 0, map[string]string{"JOB_COMPLETION_INDEX": "1", "GAIA_SHARDS": "4"}, shard.Shard{Index: 1, Count: 4}, ""},
+		{"k8s", 0, map[string]string{"JOB_COMPLETION_INDEX": "1"}, shard.Shard{}, "--shards N"},
+		{"k8s", 0, nil, shard.Shard{}, "JOB_COMPLETION_INDEX is not set"},
+		{"slurm", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "5"}, shard.Shard{Index: 4, Count: 5}, ""},
+		{"auto", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "2"}, shard.Shard{Index: 0, Count: 2}, ""},
+		{"auto", 3, map[string]string{"JOB_COMPLETION_INDEX": "0"}, shard.Shard{Index: 0, Count: 3}, ""},
+		{"auto", 0, nil, shard.Shard{}, "neither"},
+		{"slurm", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "a"}, shard.Shard{}, "not a number"},
 	}
 	for _, c := range cases {
-		got, err := gaia.ParseShard(c.spec, c.count, env(c.env))
+		got, err := shard.Parse(c.spec, c.count, env(c.env))
 		if c.err != "" {
 			assert.ErrorContains(t, err, c.err, c.spec)
 			continue
@@ -76,7 +75,7 @@ func TestParseShard(t *testing.T) {
 		for _, k := range []int{1, 2, 3, 8} {
 			next := 0
 			for i := 0; i < k; i++ {
-				lo, hi := gaia.Shard{Index: i, Count: k}.Range(n)
+				lo, hi := shard.Shard{Index: i, Count: k}.Range(n)
 				assert.Equal(t, next, lo)
 				assert.LessOrEqual(t, lo, hi)
 				next = hi

@@ -14,7 +14,10 @@ import (
 
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/internal/cli"
 	"github.com/gaia-ood/gaia/internal/npy"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/progress"
 )
 
 func runData(args []string, stdout, stderr io.Writer) error {
@@ -30,10 +33,9 @@ func runData(args []string, stdout, stderr io.Writer) error {
 func runDataDump(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("data dump", stderr)
 	spec := fs.String("data", "", "the dataset `SPEC`, with its transform options (as gaia score takes it)")
-	model := fs.String("model", "", "a model `file`: its MODEL.json gives the input size, mean, std and default transform")
-	input := fs.String("input", "", "input size `CxHxW` (instead of, or overriding, MODEL.json)")
-	mean := fs.String("mean", "", "per-channel `mean`s (default: MODEL.json's, else 0)")
-	std := fs.String("std", "", "per-channel `std`s (default: MODEL.json's, else 1)")
+	var mf cli.ModelFlags
+	mf.Register(fs, cli.OneDevice, "model", "input", "mean", "std")
+	model := &mf.Model
 	out := fs.String("out", "", "the `.npy` file to write; OUT.sources.tsv lists each row's index, label and source")
 	raw := fs.Bool("raw", false, "uint8 pixels before normalization (N x C x H x W) instead of the float32 model inputs")
 	limit := fs.Int("limit", 0, "only the first `N` samples (0: all)")
@@ -42,7 +44,7 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *spec == "" || *out == "" || (*model == "" && *input == "") {
+	if *spec == "" || *out == "" || (*model == "" && mf.Input == "") {
 		return usagef("data dump: -data, -out and -model or -input are required")
 	}
 	if *limit < 0 || *workers < 0 {
@@ -51,16 +53,19 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	if _, err := data.ParseSpec(*spec); err != nil {
 		return usageError{err.Error()}
 	}
-	m := &gaia.Model{Meta: &gaia.Meta{}}
-	var err error
+	opt, err := mf.Options()
+	if err != nil {
+		return usagef("data dump: %v", err)
+	}
+	meta := &gaia.Meta{}
 	if *model != "" {
-		if m, err = gaia.ReadModel(gaia.ModelConfig{Path: *model, Input: *input, Mean: *mean, Std: *std}); err != nil {
+		if meta, err = gaia.ReadMeta(*model, opt); err != nil {
 			return err
 		}
-	} else if err := gaia.ApplyInput(m.Meta, *input, *mean, *std); err != nil {
+	} else if meta, err = gaia.InputMeta(opt); err != nil {
 		return usageError{err.Error()}
 	}
-	ds, err := m.Dataset(*spec)
+	ds, err := gaia.NewDataset(*spec, meta)
 	if err != nil {
 		return err
 	}
@@ -68,7 +73,7 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	if *limit > 0 {
 		n = min(n, *limit)
 	}
-	c, h, w := m.Input()
+	c, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
 	dtype, elem := "<f4", 4
 	if *raw {
 		dtype, elem = "|u1", 1
@@ -78,12 +83,12 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	arr, err := gaia.CreateOutput(*out)
+	arr, err := outfile.Create(*out)
 	if err != nil {
 		return err
 	}
 	defer arr.Abort()
-	srcs, err := gaia.CreateOutput(*out + ".sources.tsv")
+	srcs, err := outfile.Create(*out + ".sources.tsv")
 	if err != nil {
 		return err
 	}
@@ -94,11 +99,11 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	}
 	sw := bufio.NewWriter(srcs.File())
 	fmt.Fprintln(sw, "index\tlabel\tsource")
-	var progress io.Writer = stderr
+	var progressW io.Writer = stderr
 	if *quiet {
-		progress = nil
+		progressW = nil
 	}
-	p := gaia.NewProgress(progress, "dump", n)
+	p := progress.New(progressW, "dump", n)
 	l := &data.Loader{Src: ds.Source, Transform: ds.Transform, BatchSize: 64, Workers: *workers, End: n, Raw: *raw}
 	err = l.Run(ctx, func(b *data.Batch) error {
 		if *raw {
@@ -131,7 +136,7 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("write %s: %w", *out, err)
 	}
 	// The array last: where it is, its sources are too.
-	if err := gaia.CommitOutputs(srcs, arr); err != nil {
+	if err := outfile.Commit(srcs, arr); err != nil {
 		return err
 	}
 	if !*quiet {

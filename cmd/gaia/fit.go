@@ -11,6 +11,8 @@ import (
 
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/progress"
 	"github.com/gaia-ood/gaia/torch"
 )
 
@@ -30,7 +32,7 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 	if err := needLibTorch("fit"); err != nil {
 		return err
 	}
-	if f.model == "" || *spec == "" || *out == "" {
+	if f.Model == "" || *spec == "" || *out == "" {
 		return usagef("fit: -model, -data and -out are required")
 	}
 	if f.batch <= 0 {
@@ -49,43 +51,41 @@ func runFit(args []string, stdout, stderr io.Writer) error {
 	if _, err := data.ParseSpec(*spec); err != nil {
 		return usageError{err.Error()}
 	}
-	devs, err := torch.Devices(f.device, torch.CUDADeviceCount())
+	if err := gaia.CheckKNNSample(*knnSample); err != nil {
+		return usagef("fit: -knn-sample: %v", err)
+	}
+	devs, err := torch.Devices(f.Device, torch.CUDADeviceCount())
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	if err := gaia.CheckOutput(*out); err != nil { // before the pass, not after it
+	if err := outfile.Check(*out); err != nil { // before the pass, not after it
 		return fmt.Errorf("fit: %w", err)
 	}
-	cfg := f.modelConfig(nil)
-	cfg.Device = devs[0] // a fit runs on one device
-	model, err := gaia.ReadModel(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A fit runs on one device and reads only the forward: msp, the
+	// cheapest detector, is what the model is opened with.
+	opt := f.options([]string{"msp"})
+	opt.Device, opt.Fit = devs[0], ""
+	model, err := gaia.Open(ctx, f.Model, opt)
 	if err != nil {
 		return err
 	}
+	defer model.Close()
 	ds, err := model.Dataset(*spec)
 	if err != nil {
 		return err
 	}
-	if _, err := gaia.ParseKNNSample(*knnSample, max(1, ds.Source.Len())); err != nil {
-		return usageError{err.Error()}
-	}
-	if err := model.Load(); err != nil {
-		return err
-	}
-	defer model.Close()
-	var progress io.Writer = stderr
+	var progressW io.Writer = stderr
 	if f.quiet {
-		progress = nil
+		progressW = nil
 	}
-	if progress != nil {
-		fmt.Fprintf(stderr, "fit: model %s on %s; data %s; %s\n", f.model, model.Devices(), ds.Source.Describe(), ds.Transform.Describe())
+	if progressW != nil {
+		fmt.Fprintf(stderr, "fit: model %s on %s; data %s; %s\n", f.Model, model.Devices(), ds.Source.Describe(), ds.Transform.Describe())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	p := gaia.NewProgress(progress, "fit", ds.Source.Len())
-	run := &gaia.FitRun{Model: model, Data: ds, KNNSample: *knnSample, Seed: *seed, Batch: f.batch, Workers: f.workers,
-		SkipBad: f.skipBad, NeedLabels: slices.Contains(dets, "mahalanobis"), Progress: p}
-	fit, err := run.Run(ctx)
+	p := progress.New(progressW, "fit", ds.Source.Len())
+	fit, err := model.Fit(ctx, ds, gaia.FitOptions{DatasetOptions: f.datasetOptions(p.Add), KNNSample: *knnSample, Seed: *seed,
+		NeedLabels: slices.Contains(dets, "mahalanobis")})
 	p.Finish()
 	if err != nil {
 		return interrupted(err, fmt.Sprintf("nothing was written to %s", *out))

@@ -80,7 +80,9 @@ func TestFitScoreCalibrateServe(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, meta.Fit)
 	assert.Equal(t, fit, meta.Fit.Path)
-	assert.Equal(t, 20, meta.Settings.Int("knn-k"))
+	k, err := meta.Settings.Value("knn-k")
+	require.NoError(t, err)
+	assert.Equal(t, 20, k)
 
 	gate := filepath.Join(tmp, "gate.json")
 	_, _, err = runCmd("calibrate", "--id", id, "--detector", "mahalanobis", "--tpr", "0.9", "--out", gate)
@@ -96,7 +98,7 @@ func TestFitScoreCalibrateServe(t *testing.T) {
 	_, stderr, err = runCmd("fit", "--quiet", "--model", model, "--device", dev, "--data", "folder:"+digitFolder(t, 10, 3), "--out", other)
 	require.NoError(t, err, stderr)
 	_, err = serve.New(serve.Config{Model: model, Device: dev, Gate: gate, Fit: other})
-	assert.ErrorContains(t, err, "was calibrated with fit")
+	assert.ErrorContains(t, err, "fit differs from the gate's")
 
 	// Bad inputs, each said clearly.
 	noise := "noise:uniform,n=20,shape=1x28x28"
@@ -106,8 +108,8 @@ func TestFitScoreCalibrateServe(t *testing.T) {
 	}{
 		{[]string{"fit", "--model", model, "--data", noise, "--out", filepath.Join(tmp, "x")}, "mahalanobis needs labels"},
 		{[]string{"fit", "--model", model, "--data", "folder:" + t.TempDir(), "--out", filepath.Join(tmp, "x")}, "holds no PNG or JPEG"},
-		{[]string{"fit", "--model", model, "--data", "folder:" + train, "--knn-sample", "1.5", "--out", filepath.Join(tmp, "x")}, "--knn-sample"},
-		{[]string{"score", "--model", model, "--data", noise, "--detectors", "knn"}, "knn: needs statistics of in-distribution data"},
+		{[]string{"fit", "--model", model, "--data", "folder:" + train, "--knn-sample", "1.5", "--out", filepath.Join(tmp, "x")}, "-knn-sample"},
+		{[]string{"score", "--model", model, "--data", noise, "--detectors", "knn"}, "knn: needs a fit of in-distribution data (gaia fit makes one); give --fit FILE"},
 		{[]string{"score", "--model", filepath.Join(testenv.Testdata(t), "cifar_resnet20.script.pt"), "--fit", fit, "--detectors", "knn", "--data", "noise:uniform,n=4,shape=3x32x32"}, "was made for model"},
 		{[]string{"score", "--model", model, "--fit", fit, "--detectors", "knn", "--knn-k", "500", "--data", noise}, "fewer than k = 500"},
 		{[]string{"score", "--model", model, "--fit", filepath.Join(tmp, "none.safetensors"), "--detectors", "knn", "--data", noise}, "none.safetensors"},

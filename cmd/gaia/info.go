@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/cli"
 	"github.com/gaia-ood/gaia/torch"
 )
 
@@ -26,9 +27,9 @@ func devicesLine() string {
 
 func runInfo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("info", stderr)
-	model := fs.String("model", "", "the TorchScript `file` (MODEL.json beside it gives the input size)")
-	input := fs.String("input", "", "input size `CxHxW` for the tap shapes (default: from MODEL.json)")
-	device := fs.String("device", "auto", "`device`: auto, cpu, cuda or cuda:N")
+	var mf cli.ModelFlags
+	mf.Register(fs, cli.OneDevice, "model", "device", "input")
+	model, input, device := &mf.Model, &mf.Input, &mf.Device
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	var chw [3]int
 	var haveSize bool
 	if *input != "" {
-		v, err := gaia.ParseCHW(*input)
+		v, err := cli.ParseCHW(*input)
 		if err != nil {
 			return usagef("info: -input %v", err)
 		}

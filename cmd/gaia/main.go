@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/gaia-ood/gaia/internal/cli"
+	"github.com/gaia-ood/gaia/torch"
 )
 
 // usageError marks a mistake in the command line: exit status 2.
@@ -58,6 +61,9 @@ Run 'gaia COMMAND -h' for a command's flags.
 `
 
 func main() {
+	// The process tuning a LibTorch program on the CPU wants (glibc's
+	// allocator, OpenBLAS on the calling thread): torch.TuneProcess.
+	torch.TuneProcess()
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
 	if err == nil {
 		return
@@ -73,7 +79,13 @@ func main() {
 	os.Exit(1)
 }
 
+// run runs a command; a library error gets the flag that addresses it
+// (cli.Hint).
 func run(args []string, stdout, stderr io.Writer) error {
+	return cli.Hint(dispatch(args, stdout, stderr))
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usagef("no command")

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/shard"
 )
 
 // runMerge joins the shards of a sharded gaia score run.
@@ -22,7 +22,7 @@ func runMerge(args []string, stdout, stderr io.Writer) error {
 	if dir == "" || *out == "" {
 		return usagef("merge: usage: gaia merge DIR --out scores.csv")
 	}
-	rows, err := gaia.Merge(dir, *out)
+	rows, err := shard.Merge(dir, *out)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/digest"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/scorefile"
+	"github.com/gaia-ood/gaia/internal/shard"
 )
 
 // writeScores writes a score file of n rows for detectors msp and gaia-z
@@ -19,7 +23,7 @@ import (
 func writeScores(t *testing.T, path string, n int, shift float64) {
 	t.Helper()
 	writeRows(t, path, n, shift)
-	require.NoError(t, gaia.WriteJSON(gaia.ScoreMetaPath(path), &gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "abc",
+	require.NoError(t, outfile.WriteJSON(gaia.ScoreMetaPath(path), &gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "abc",
 		Data: "noise:uniform,n=10,shape=1x8x8,resize=8x8", Detectors: []string{"msp", "gaia-z"}, Settings: gaia.Settings{"taps-z": ""},
 		Taps: map[string][]string{"gaia-z": {"bn1"}}, Rows: n}))
 }
@@ -28,7 +32,7 @@ func writeScores(t *testing.T, path string, n int, shift float64) {
 func writeRows(t *testing.T, path string, n int, shift float64) {
 	t.Helper()
 	dets := []string{"msp", "gaia-z"}
-	sw, err := gaia.CreateScoreWriter(path, dets, nil)
+	sw, err := scorefile.Create(path, dets, nil)
 	require.NoError(t, err)
 	for i := 0; i < n; i++ {
 		v := float64(i)/float64(n) + shift
@@ -52,24 +56,25 @@ func TestWithoutLibTorch(t *testing.T) {
 	assert.Contains(t, out, "accepts 90.00% of 100")
 	g, err := gaia.LoadGate(filepath.Join(dir, "gate.json"))
 	require.NoError(t, err)
-	assert.Equal(t, "bn1", g.Settings.String("taps-z"))
+	assert.Equal(t, "bn1", g.Settings["taps-z"])
 	assert.Equal(t, "resize=8x8", g.Transform)
 
 	// Two shards with their manifests, as gaia score --shard writes them.
 	shards := filepath.Join(dir, "shards")
 	require.NoError(t, os.MkdirAll(shards, 0o755))
 	for i := 0; i < 2; i++ {
-		sh := gaia.Shard{Index: i, Count: 2}
-		p := gaia.ScoreFilePath(shards, sh)
+		sh := shard.Shard{Index: i, Count: 2}
+		p := shard.ScoreFilePath(shards, sh)
 		writeRows(t, p, 5, float64(i))
 		if i == 0 { // a stray provenance file beside a shard is not taken for a manifest
-			require.NoError(t, gaia.WriteJSON(gaia.ScoreMetaPath(p), &gaia.ScoreMeta{Model: "m.pt"}))
+			require.NoError(t, outfile.WriteJSON(gaia.ScoreMetaPath(p), &gaia.ScoreMeta{Model: "m.pt"}))
 		}
-		sum, err := gaia.FileSHA256(p)
+		sum, err := digest.File(p)
 		require.NoError(t, err)
-		require.NoError(t, gaia.WriteJSON(gaia.ManifestPath(shards, sh), &gaia.Manifest{Shard: i, Shards: 2, Start: 5 * i, End: 5 * (i + 1),
+		require.NoError(t, outfile.WriteJSON(shard.ManifestPath(shards, sh), &shard.Manifest{Shard: i, Shards: 2, Start: 5 * i, End: 5 * (i + 1),
 			Rows: 5, File: sh.Name() + ".csv", FileSHA256: sum, DataSHA256: "d", Samples: 10,
-			Score: gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "abc", Detectors: []string{"msp", "gaia-z"}}}))
+			Score: gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "abc", Data: "noise:uniform,n=10,shape=1x8x8", Detectors: []string{"msp", "gaia-z"},
+				Settings: gaia.Settings{}, Rows: 5}}))
 	}
 	out, _, err = runCmd("merge", shards, "--out", filepath.Join(dir, "merged.csv"))
 	require.NoError(t, err)

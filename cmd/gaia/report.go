@@ -14,6 +14,7 @@ import (
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
 	"github.com/gaia-ood/gaia/gaia/report"
+	"github.com/gaia-ood/gaia/internal/outfile"
 )
 
 // runReport makes report.html (and its plots) from score files and their
@@ -73,7 +74,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("report folder: %w", err)
 	}
 	for _, f := range append(page.ROC, page.Hist...) {
-		if err := gaia.WriteFileAtomic(filepath.Join(*out, f.File), f.PNG); err != nil {
+		if err := outfile.WriteFile(filepath.Join(*out, f.File), f.PNG); err != nil {
 			return err
 		}
 	}
@@ -82,7 +83,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path := filepath.Join(*out, "report.html")
-	if err := gaia.WriteFileAtomic(path, html); err != nil {
+	if err := outfile.WriteFile(path, html); err != nil {
 		return err
 	}
 	if !*quiet {

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/scorefile"
 )
 
 // noiseScores writes a score file over seeded noise, as gaia score would
@@ -18,15 +20,15 @@ import (
 func noiseScores(t *testing.T, path, kind string, n int, shift float64) {
 	t.Helper()
 	dets := []string{"msp", "gaia-z"}
-	sw, err := gaia.CreateScoreWriter(path, dets, nil)
+	sw, err := scorefile.Create(path, dets, nil)
 	require.NoError(t, err)
 	require.NoError(t, sw.WithSidecar())
 	for i := 0; i < n; i++ {
 		v := float64((i*37)%n)/float64(n) + shift
 		require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: i, Source: fmt.Sprintf("%s-noise#%d", kind, i), Label: -1, Pred: i % 3, Scores: []float64{v, -v}}}))
 	}
-	raw, err := gaia.JSONFile(&gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "abc", Data: fmt.Sprintf("noise:%s,n=%d,shape=1x8x8,seed=3", kind, n),
-		Detectors: dets, Taps: map[string][]string{"gaia-z": {"bn1"}}, Rows: n, Input: []int{1, 8, 8}})
+	raw, err := outfile.JSON(&gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "abc", Data: fmt.Sprintf("noise:%s,n=%d,shape=1x8x8,seed=3", kind, n),
+		Detectors: dets, Settings: gaia.Settings{}, Taps: map[string][]string{"gaia-z": {"bn1"}}, Rows: n, Input: []int{1, 8, 8}})
 	require.NoError(t, err)
 	require.NoError(t, sw.CommitWith(raw))
 }

@@ -2,101 +2,93 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/internal/cli"
+	"github.com/gaia-ood/gaia/internal/digest"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/progress"
+	"github.com/gaia-ood/gaia/internal/scorefile"
+	"github.com/gaia-ood/gaia/internal/shard"
 	"github.com/gaia-ood/gaia/torch"
 )
 
 // scoreFlags are the flags gaia score shares with the commands that open a
 // model the same way.
 type scoreFlags struct {
-	model, device    string
-	detectors        string
-	input, mean, std string
-	batch, workers   int
-	skipBad, quiet   bool
-	fit              string
-	settings         gaia.Settings
-	maxImageBytes    int64
+	cli.ModelFlags
+	detectors      string
+	batch, workers int
+	skipBad, quiet bool
+	settings       gaia.Settings
+	maxImageBytes  int64
+	maxScans       int
 }
 
-func (f *scoreFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-	BoolVar(*bool, string, bool, string)
-	Int64Var(*int64, string, int64, string)
-}) {
-	fs.StringVar(&f.model, "model", "", "the TorchScript `file` (MODEL.json beside it gives input size, mean and std)")
-	fs.StringVar(&f.device, "device", "auto", "`device`: auto, cpu, cuda, cuda:N, cuda:all or a list (cuda:0,cuda:2): one model replica per device")
+func (f *scoreFlags) register(fs *flag.FlagSet) {
+	f.ModelFlags.Register(fs, cli.ManyDevices)
 	fs.StringVar(&f.detectors, "detectors", "all", "comma-separated `list` of detectors (see below), or all")
 	fs.IntVar(&f.batch, "batch", 128, "batch `size`")
 	fs.IntVar(&f.workers, "workers", 0, "decoding `goroutines` (default: the number of CPUs)")
-	fs.StringVar(&f.input, "input", "", "input size `CxHxW` (default: from MODEL.json)")
-	fs.StringVar(&f.mean, "mean", "", "per-channel `mean`s (default: from MODEL.json)")
-	fs.StringVar(&f.std, "std", "", "per-channel `std`s (default: from MODEL.json)")
 	fs.BoolVar(&f.skipBad, "skip-bad", false, "skip unreadable samples, and count them, instead of stopping")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
 	fs.Int64Var(&f.maxImageBytes, "max-image-bytes", data.MaxImageBytes, "`bytes` one image may take decoded (channels and bit depth counted); decoding holds at most workers x this")
-	fs.StringVar(&f.fit, "fit", "", "a fit `file` (gaia fit) for the detectors that need one (mahalanobis, react, knn, vim, dice, klm)")
+	fs.IntVar(&f.maxScans, "max-scans", data.MaxScans, "`scans` a progressive JPEG may have (each scan is a pass over the whole image)")
 }
 
-// check refuses malformed -input, -mean and -std as usage errors (their
-// values are checked against the model when it opens).
+// check refuses malformed -input, -mean and -std and bad numbers as usage
+// errors (their values are checked against the model when it opens).
 func (f *scoreFlags) check(cmd string) error {
-	if f.input != "" {
-		if _, err := gaia.ParseCHW(f.input); err != nil {
-			return usagef("%s: -input %v", cmd, err)
-		}
-	}
-	for name, v := range map[string]string{"mean": f.mean, "std": f.std} {
-		if v == "" {
-			continue
-		}
-		for _, x := range strings.Split(v, ",") {
-			if _, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
-				return usagef("%s: -%s %q is not a list of numbers", cmd, name, v)
-			}
-		}
+	if _, err := f.ModelFlags.Options(); err != nil {
+		return usagef("%s: %v", cmd, err)
 	}
 	if f.workers < 0 {
 		return usagef("%s: -workers must not be negative (0: one per CPU)", cmd)
 	}
-	if f.maxImageBytes <= 0 {
-		return usagef("%s: -max-image-bytes must be positive", cmd)
+	if f.maxImageBytes <= 0 || f.maxScans <= 0 {
+		return usagef("%s: -max-image-bytes and -max-scans must be positive", cmd)
 	}
-	data.MaxImageBytes = f.maxImageBytes
 	return nil
 }
 
-// modelConfig is what the flags say of the model to open.
-func (f *scoreFlags) modelConfig(dets []string) gaia.ModelConfig {
-	return gaia.ModelConfig{Path: f.model, Device: f.device, Detectors: dets, Settings: f.settings,
-		Input: f.input, Mean: f.mean, Std: f.std, Fit: f.fit}
+// options is what the flags say of the model to open, for a batch job (no
+// warm-up: its first batch is one).
+func (f *scoreFlags) options(dets []string) gaia.Options {
+	o, _ := f.ModelFlags.Options() // checked by check
+	o.Detectors, o.Settings, o.SkipWarmup = dets, f.settings, true
+	o.Limits = data.Limits{Bytes: f.maxImageBytes, Scans: f.maxScans}
+	return o
+}
+
+// datasetOptions is how the flags read a dataset.
+func (f *scoreFlags) datasetOptions(progress func(int)) gaia.DatasetOptions {
+	return gaia.DatasetOptions{Batch: f.batch, Workers: f.workers, SkipBad: f.skipBad, Progress: progress,
+		Limits: data.Limits{Bytes: f.maxImageBytes, Scans: f.maxScans}}
 }
 
 // detectorUsage lists the detectors after a command's flags.
 func detectorUsage(fs interface{ Output() io.Writer }) {
-	fmt.Fprintf(fs.Output(), "\nDetectors (every score: higher = more out-of-distribution):\n%s", gaia.DetectorHelp())
+	fmt.Fprintf(fs.Output(), "\nDetectors (every score: higher = more out-of-distribution):\n%s", cli.DetectorHelp())
 }
 
 func runScore(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("score", stderr)
 	f := scoreFlags{settings: gaia.Settings{}}
 	f.register(fs)
-	gaia.AddSettingFlags(fs, f.settings)
+	cli.AddSettingFlags(fs, f.settings)
 	spec := fs.String("data", "", "the dataset `SPEC`: cifar-bin:PATH, cifar100-bin:PATH, mnist:PATH, folder:PATH, list:PATH or noise:uniform|gaussian,n=N,shape=CxHxW,seed=S; options after commas: resize=HxW, center-crop=HxW, random-crop=HxW, gray, rgb")
 	out := fs.String("out", "-", "the score `file` to write (CSV; - for stdout)")
-	shard := fs.String("shard", "", "score one part: i/N (0-based), k8s (JOB_COMPLETION_INDEX), slurm (SLURM_ARRAY_TASK_ID) or auto; writes into -out-dir")
+	shardSpec := fs.String("shard", "", "score one part: i/N (0-based), k8s (JOB_COMPLETION_INDEX), slurm (SLURM_ARRAY_TASK_ID) or auto; writes into -out-dir")
 	shards := fs.Int("shards", 0, "the number of shards, where the engine does not say (Kubernetes: the Job's completions; or GAIA_SHARDS)")
 	outDir := fs.String("out-dir", "", "with -shard: the folder (local or a mounted volume) for shard-I-of-N.csv and its manifest")
 	usage := fs.Usage
@@ -107,7 +99,7 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if err := needLibTorch("score"); err != nil {
 		return err
 	}
-	if f.model == "" || *spec == "" {
+	if f.Model == "" || *spec == "" {
 		return usagef("score: -model and -data are required")
 	}
 	if f.batch <= 0 {
@@ -119,21 +111,21 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if _, err := data.ParseSpec(*spec); err != nil {
 		return usageError{err.Error()}
 	}
-	if _, err := torch.Devices(f.device, 1); err != nil {
+	if _, err := torch.Devices(f.Device, 1); err != nil {
 		return usageError{err.Error()}
 	}
 	dets, err := gaia.ParseDetectors(f.detectors)
 	if err != nil {
 		return usagef("score: -detectors: %v", err)
 	}
-	if *shard != "" || *outDir != "" {
-		if *shard == "" || *outDir == "" {
+	if *shardSpec != "" || *outDir != "" {
+		if *shardSpec == "" || *outDir == "" {
 			return usagef("score: -shard and -out-dir go together")
 		}
 		if *out != "-" {
 			return usagef("score: with -shard the output goes to -out-dir, not -out")
 		}
-		sh, err := gaia.ParseShard(*shard, *shards, os.Getenv)
+		sh, err := shard.Parse(*shardSpec, *shards, os.Getenv)
 		if err != nil {
 			return usageError{err.Error()}
 		}
@@ -161,18 +153,19 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 
 // shardJob is one shard's part of scoreRange's work.
 type shardJob struct {
-	shard gaia.Shard
+	shard shard.Shard
 	dir   string
 }
 
 // scoreRange scores a dataset spec, or with sh one shard of it into sh.dir
 // with its manifest, into the score file out.
-func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out string, sh *shardJob, stdout, stderr, progress io.Writer) (gaia.Summary, error) {
-	model, err := gaia.ReadModel(f.modelConfig(dets))
+func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out string, sh *shardJob, stdout, stderr, progressW io.Writer) (gaia.Summary, error) {
+	opt := f.options(dets)
+	meta, err := gaia.ReadMeta(f.Model, opt)
 	if err != nil {
 		return gaia.Summary{}, err
 	}
-	ds, err := model.Dataset(spec)
+	ds, err := gaia.NewDataset(spec, meta)
 	if err != nil {
 		return gaia.Summary{}, err
 	}
@@ -180,13 +173,14 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	spec = ds.Spec.Raw
 	src, tf := ds.Source, ds.Transform
 	start, end := 0, src.Len()
-	var man *gaia.Manifest
+	var man *shard.Manifest
 	if sh != nil {
+		// Whether this shard is done already, before the model is loaded.
 		start, end = sh.shard.Range(src.Len())
-		if man, err = shardManifest(model, ds, sh.shard, start, end); err != nil {
+		if man, err = shardManifest(f.Model, opt, ds, sh.shard, start, end); err != nil {
 			return gaia.Summary{}, err
 		}
-		done, err := gaia.ShardComplete(sh.dir, sh.shard, man)
+		done, err := shard.Complete(sh.dir, sh.shard, man)
 		if err != nil {
 			return gaia.Summary{}, err
 		}
@@ -194,28 +188,29 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 			fmt.Fprintf(stderr, "shard %s (samples %d to %d) is already complete in %s: skipped\n", sh.shard, start, end, sh.dir)
 			return gaia.Summary{}, nil
 		}
-		out = gaia.ScoreFilePath(sh.dir, sh.shard)
+		out = shard.ScoreFilePath(sh.dir, sh.shard)
 		// A killed earlier try may have left its temporary file behind.
 		stale, _ := filepath.Glob(filepath.Join(sh.dir, "."+sh.shard.Name()+".csv.partial-*"))
 		for _, p := range stale {
 			os.Remove(p)
 		}
 	}
-	if err := model.Load(); err != nil {
+	model, err := gaia.Open(ctx, f.Model, opt)
+	if err != nil {
 		return gaia.Summary{}, err
 	}
 	defer model.Close()
-	if progress != nil {
-		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.model, model.Devices(), src.Describe(), tf.Describe())
+	if progressW != nil {
+		fmt.Fprintf(stderr, "model %s on %s; data %s; %s\n", f.Model, model.Devices(), src.Describe(), tf.Describe())
 		if sh != nil {
 			fmt.Fprintf(stderr, "shard %s: samples %d to %d of %d -> %s\n", sh.shard, start, end, src.Len(), out)
 		}
-		fmt.Fprint(stderr, model.Scorer().Describe())
+		fmt.Fprint(stderr, model.Uses())
 	}
-	for _, w := range model.Scorer().Warnings() {
+	for _, w := range model.Warnings() {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
-	sw, err := gaia.CreateScoreWriter(out, dets, stdout)
+	sw, err := scorefile.Create(out, dets, stdout)
 	if err != nil {
 		return gaia.Summary{}, err
 	}
@@ -226,9 +221,10 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	}
 	var sum gaia.Summary
 	if end > start { // a shard of a set smaller than the shard count may be empty
-		l := &data.Loader{Src: src, Transform: tf, BatchSize: f.batch, Workers: f.workers, SkipBad: f.skipBad, Start: start, End: end}
-		p := gaia.NewProgress(progress, "score", end-start)
-		sum, err = gaia.ScoreDatasetOn(ctx, model.Scorers, l, sw, p)
+		p := progress.New(progressW, "score", end-start)
+		do := f.datasetOptions(p.Add)
+		do.Start, do.End = start, end
+		sum, err = model.ScoreDataset(ctx, ds, do, sw.Append)
 		if p != nil {
 			p.Finish()
 		}
@@ -247,7 +243,7 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	}
 	var sidecar []byte
 	if sh == nil && out != "-" {
-		if sidecar, err = gaia.JSONFile(model.Provenance(spec, sum.Rows)); err != nil {
+		if sidecar, err = outfile.JSON(model.Provenance(spec, sum.Rows)); err != nil {
 			sw.Abort()
 			return sum, err
 		}
@@ -274,28 +270,37 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	// The manifest goes last: until it is there, the shard does not count.
 	man.Score = *model.Provenance(spec, sum.Rows)
 	man.Rows, man.Skipped = sum.Rows, len(sum.Skipped)
-	if man.FileSHA256, err = gaia.FileSHA256(out); err != nil {
+	if man.FileSHA256, err = digest.File(out); err != nil {
 		return sum, err
 	}
-	return sum, gaia.WriteJSON(gaia.ManifestPath(sh.dir, sh.shard), man)
+	return sum, outfile.WriteJSON(shard.ManifestPath(sh.dir, sh.shard), man)
 }
 
 // shardManifest is what a shard's manifest says before scoring: enough to
-// tell whether an output already in the folder is this job's.
-func shardManifest(model *gaia.Model, ds *gaia.Dataset, sh gaia.Shard, start, end int) (*gaia.Manifest, error) {
+// tell whether an output already in the folder is this job's, without
+// loading the model.
+func shardManifest(model string, opt gaia.Options, ds *gaia.Dataset, sh shard.Shard, start, end int) (*shard.Manifest, error) {
 	fp, err := data.Fingerprint(ds.Spec, ds.Source)
 	if err != nil {
 		return nil, err
 	}
-	return &gaia.Manifest{Shard: sh.Index, Shards: sh.Count, Start: start, End: end, File: sh.Name() + ".csv",
+	sha, err := digest.File(model)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	config, err := gaia.ScoreConfig(opt)
+	if err != nil {
+		return nil, err
+	}
+	return &shard.Manifest{Shard: sh.Index, Shards: sh.Count, Start: start, End: end, File: sh.Name() + ".csv",
 		DataSHA256: fp, Samples: ds.Source.Len(),
-		Score:       gaia.ScoreMeta{Model: model.Config.Path, ModelSHA256: model.SHA256, Data: ds.Spec.Raw, Detectors: model.Config.Detectors},
-		ScoreConfig: model.ScoreConfig()}, nil
+		Score:       gaia.ScoreMeta{Model: model, ModelSHA256: sha, Data: ds.Spec.Raw, Detectors: opt.Detectors},
+		ScoreConfig: config}, nil
 }
 
 // runShard scores one shard of a dataset into dir; a shard already complete
 // there is skipped.
-func runShard(f *scoreFlags, dets []string, sh gaia.Shard, spec, dir string, stdout, stderr io.Writer) error {
+func runShard(f *scoreFlags, dets []string, sh shard.Shard, spec, dir string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("output folder: %w", err)
 	}
@@ -310,7 +315,7 @@ func runShard(f *scoreFlags, dets []string, sh gaia.Shard, spec, dir string, std
 		return fmt.Errorf("shard %s: %w", sh, err)
 	}
 	if !f.quiet && sum.Elapsed > 0 {
-		fmt.Fprintf(stderr, "shard %s: scored %d samples in %.1fs -> %s\n", sh, sum.Rows, sum.Elapsed.Seconds(), gaia.ScoreFilePath(dir, sh))
+		fmt.Fprintf(stderr, "shard %s: scored %d samples in %.1fs -> %s\n", sh, sum.Rows, sum.Elapsed.Seconds(), shard.ScoreFilePath(dir, sh))
 	}
 	return nil
 }

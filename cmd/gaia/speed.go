@@ -10,23 +10,25 @@ import (
 	"time"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/cli"
+	"github.com/gaia-ood/gaia/internal/digest"
 	"github.com/gaia-ood/gaia/torch"
 )
 
 // defaultWorkloads: the references, every detector of "all", and all of them together.
 func defaultWorkloads() []string {
-	return append(append([]string{gaia.RefForward, gaia.RefBackwardInput, gaia.RefBackwardParams}, gaia.AllDetectors...), "all")
+	all, _ := gaia.ParseDetectors("all")
+	return append(append([]string{gaia.RefForward, gaia.RefBackwardInput, gaia.RefBackwardParams}, all...), "all")
 }
 
 func runSpeed(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("speed", stderr)
-	model := fs.String("model", "", "the TorchScript `file`")
+	var mf cli.ModelFlags
+	mf.Register(fs, cli.OneDevice, "model", "device", "input", "fit")
+	model, device, input, fit := &mf.Model, &mf.Device, &mf.Input, &mf.Fit
 	settings := gaia.Settings{}
-	gaia.AddSettingFlags(fs, settings)
-	fit := fs.String("fit", "", "a fit `file` (gaia fit), to measure the detectors that need one")
-	device := fs.String("device", "auto", "`device`: auto, cpu, cuda or cuda:N")
+	cli.AddSettingFlags(fs, settings)
 	batch := fs.Int("batch", 128, "batch `size`")
-	input := fs.String("input", "", "input size `CxHxW` (default: from MODEL.json)")
 	list := fs.String("workloads", "", "comma-separated workloads: detectors, all, and the references forward, forward+backward(input), forward+backward(params) (default: "+strings.Join(defaultWorkloads(), ",")+"; with --fit also the feature-based detectors)")
 	seconds := fs.Float64("seconds", 3, "minimum timed `seconds` per workload")
 	format := fs.String("format", "table", "table, markdown or json")
@@ -50,18 +52,39 @@ func runSpeed(args []string, stdout, stderr io.Writer) error {
 		return usageError{err.Error()}
 	}
 	if *input != "" {
-		if _, err := gaia.ParseCHW(*input); err != nil {
+		if _, err := cli.ParseCHW(*input); err != nil {
 			return usagef("speed: -input %v", err)
 		}
 	}
-	opened, err := gaia.OpenModel(gaia.ModelConfig{Path: *model, Device: *device, Input: *input, Settings: settings, Fit: *fit})
+	var chw [3]int
+	if *input != "" {
+		chw, _ = cli.ParseCHW(*input)
+	}
+	// The bare module, not a gaia.Model: speed measures each workload on
+	// its own scorer, beside the forward and backward alone.
+	meta, err := gaia.ReadMeta(*model, gaia.Options{Input: chw})
 	if err != nil {
 		return err
 	}
-	defer opened.Close()
-	m := opened.Replicas[0]
-	c, h, w := opened.Input()
-	scfg := gaia.ScorerConfig{Settings: settings, Std: opened.Meta.Std, Fit: opened.Fit}
+	m, err := torch.Load(*model, *device)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	scfg := gaia.ScorerConfig{Settings: settings, Std: meta.Std}
+	if *fit != "" {
+		if scfg.Fit, err = gaia.ReadFit(*fit); err != nil {
+			return err
+		}
+		sha, err := digest.File(*model)
+		if err != nil {
+			return err
+		}
+		if err := scfg.Fit.CheckFor(sha, m.Taps()); err != nil {
+			return err
+		}
+	}
+	c, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
 	m.SetReduceInHooks(!*after)
 	x := &torch.Tensor{Shape: []int{*batch, c, h, w}, Data: make([]float32, *batch*c*h*w)}
 	rng := rand.New(rand.NewSource(1))

@@ -17,6 +17,10 @@ import (
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
 	"github.com/gaia-ood/gaia/gaia/report"
+	"github.com/gaia-ood/gaia/internal/digest"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/progress"
+	"github.com/gaia-ood/gaia/internal/scorefile"
 	"github.com/gaia-ood/gaia/torch"
 )
 
@@ -32,42 +36,40 @@ type Result struct {
 
 type prepared struct {
 	set  Set
-	spec *data.Spec
-	src  data.Source
-	tf   *data.Transform
+	ds   *gaia.Dataset
 	file string // score file
 }
 
 // Run runs the benchmark. Progress bars and notes go to progress (nil:
 // quiet). Every input is checked before any scoring starts.
-func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
+func Run(ctx context.Context, c *Config, progressW io.Writer) (*Result, error) {
 	logf := func(format string, args ...any) {
-		if progress != nil {
-			fmt.Fprintf(progress, format, args...)
+		if progressW != nil {
+			fmt.Fprintf(progressW, format, args...)
 		}
 	}
 	t0 := time.Now()
-	model, err := gaia.ReadModel(gaia.ModelConfig{Path: c.Model, Device: c.Device, Detectors: c.detectors, Settings: c.settings})
+	meta, err := gaia.ReadMeta(c.Model, gaia.Options{})
 	if err != nil {
 		return nil, err
 	}
-	c3, h, w := model.Input()
+	c3, h, w := meta.InputSize[0], meta.InputSize[1], meta.InputSize[2]
 	var sets []*prepared
 	for _, s := range append([]Set{c.ID}, c.OOD...) {
 		p := &prepared{set: s, file: filepath.Join(c.Out, "scores", report.FileName(s.Name)+".csv")}
-		ds, err := model.Dataset(s.Data)
+		ds, err := gaia.NewDataset(s.Data, meta)
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", s.Name, err)
 		}
 		// A set without a transform of its own took the model's (MODEL.json).
-		p.set.Data, p.spec, p.src, p.tf = ds.Spec.Raw, ds.Spec, ds.Source, ds.Transform
-		if p.src.Len() == 0 {
-			return nil, fmt.Errorf("set %s: %s has no images", s.Name, p.src.Describe())
+		p.set.Data, p.ds = ds.Spec.Raw, ds
+		if ds.Source.Len() == 0 {
+			return nil, fmt.Errorf("set %s: %s has no images", s.Name, ds.Source.Describe())
 		}
 		// The first sample must fit the model (MODEL.json's input size).
-		img, src, _, err := p.src.Load(0)
+		img, src, _, err := ds.Source.Load(0)
 		if err == nil {
-			err = p.tf.Apply(img, 0, make([]float32, c3*h*w))
+			err = ds.Transform.Apply(img, 0, make([]float32, c3*h*w))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %s: %w", s.Name, src, err)
@@ -79,16 +81,19 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	}
 	res := &Result{Out: c.Out}
 	var fitPhase *Phase
+	var fit *gaia.Fit
+	fitPath := ""
 	if c.Fit != nil {
-		if fitPhase, err = fitOnce(ctx, c, model, progress); err != nil {
+		if fitPhase, fit, err = fitOnce(ctx, c, progressW); err != nil {
 			return nil, err
 		}
+		fitPath = filepath.Join(c.Out, "fit.safetensors")
 	}
-	if err := model.Load(); err != nil {
+	model, err := gaia.Open(ctx, c.Model, gaia.Options{Device: c.Device, Detectors: c.detectors, Settings: c.settings, Fit: fitPath, SkipWarmup: true})
+	if err != nil {
 		return nil, err
 	}
 	defer model.Close()
-	m, scorer, meta, modelHash := model.Replicas[0], model.Scorer(), model.Meta, model.SHA256
 	setup := time.Since(t0).Seconds()
 	if fitPhase != nil {
 		setup -= fitPhase.Seconds
@@ -97,15 +102,19 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	if fitPhase != nil {
 		res.Phases = append(res.Phases, *fitPhase)
 	}
-	for _, w := range scorer.Warnings() {
+	for _, w := range model.Warnings() {
 		logf("warning: %s\n", w)
 	}
-	logf("model %s (%s) on %s, LibTorch %s\n%s", c.Model, meta.Arch, m.Device(), torch.Version(), scorer.Describe())
+	logf("model %s (%s) on %s, LibTorch %s\n%s", c.Model, meta.Arch, model.Devices(), torch.Version(), model.Uses())
 
 	files := map[string]*gaia.ScoreFile{}
 	metas := map[string]*gaia.ScoreMeta{}
 	for _, p := range sets {
-		key := scoreKey(modelHash, model.FitSHA, p, c)
+		fitSHA := ""
+		if f := model.FitFile(); f != nil {
+			fitSHA = f.SHA256
+		}
+		key := scoreKey(model.SHA256(), fitSHA, p, c)
 		keyFile := strings.TrimSuffix(p.file, ".csv") + ".key"
 		start := time.Now()
 		if old, err := os.ReadFile(keyFile); err == nil && string(old) == key {
@@ -118,7 +127,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 			}
 		}
 		os.Remove(keyFile)
-		sw, err := gaia.CreateScoreWriter(p.file, c.detectors, nil)
+		sw, err := scorefile.Create(p.file, c.detectors, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -126,9 +135,8 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 			sw.Abort()
 			return nil, err
 		}
-		l := &data.Loader{Src: p.src, Transform: p.tf, BatchSize: c.Batch, Workers: c.Workers, SkipBad: c.SkipBad}
-		bar := gaia.NewProgress(progress, p.set.Name, p.src.Len())
-		sum, err := gaia.ScoreDataset(ctx, scorer, l, sw, bar)
+		bar := progress.New(progressW, p.set.Name, p.ds.Source.Len())
+		sum, err := model.ScoreDataset(ctx, p.ds, gaia.DatasetOptions{Batch: c.Batch, Workers: c.Workers, SkipBad: c.SkipBad, Progress: bar.Add}, sw.Append)
 		bar.Finish()
 		if err == nil && sum.Rows == 0 {
 			err = fmt.Errorf("set %s: every sample was skipped as unreadable", p.set.Name)
@@ -138,7 +146,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 			return nil, fmt.Errorf("set %s: %w", p.set.Name, err)
 		}
 		metas[p.set.Name] = model.Provenance(p.set.Data, sum.Rows)
-		sidecar, err := gaia.JSONFile(metas[p.set.Name])
+		sidecar, err := outfile.JSON(metas[p.set.Name])
 		if err != nil {
 			sw.Abort()
 			return nil, err
@@ -146,7 +154,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		if err := sw.CommitWith(sidecar); err != nil {
 			return nil, err
 		}
-		if err := gaia.WriteFileAtomic(keyFile, []byte(key)); err != nil {
+		if err := outfile.WriteFile(keyFile, []byte(key)); err != nil {
 			return nil, err
 		}
 		if len(sum.Skipped) > 0 {
@@ -174,17 +182,17 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	if err := table.Write(&buf, "csv", false); err != nil {
 		return nil, err
 	}
-	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "metrics.csv"), buf.Bytes()); err != nil {
+	if err := outfile.WriteFile(filepath.Join(c.Out, "metrics.csv"), buf.Bytes()); err != nil {
 		return nil, err
 	}
 	buf.Reset()
 	if err := table.Write(&buf, "json", false); err != nil {
 		return nil, err
 	}
-	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "metrics.json"), buf.Bytes()); err != nil {
+	if err := outfile.WriteFile(filepath.Join(c.Out, "metrics.json"), buf.Bytes()); err != nil {
 		return nil, err
 	}
-	setupList := setupItems(c, meta, m, scorer, model.Fit, model.SHA256, table, sets)
+	setupList := setupItems(c, meta, model, fit, table, sets)
 	in := report.Input{Title: c.title(), Protocol: strings.TrimSpace(c.Protocol), Setup: setupList, Gallery: c.Gallery,
 		Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
 	in.ID = report.Set{Name: c.ID.Name, Scores: files[c.ID.Name], Meta: metas[c.ID.Name]}
@@ -197,7 +205,7 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 		return nil, err
 	}
 	for _, f := range append(page.ROC, page.Hist...) {
-		if err := gaia.WriteFileAtomic(filepath.Join(c.Out, f.File), f.PNG); err != nil {
+		if err := outfile.WriteFile(filepath.Join(c.Out, f.File), f.PNG); err != nil {
 			return nil, err
 		}
 	}
@@ -207,11 +215,11 @@ func Run(ctx context.Context, c *Config, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.html"), html); err != nil {
+	if err := outfile.WriteFile(filepath.Join(c.Out, "report.html"), html); err != nil {
 		return nil, err
 	}
 	md := markdown(c, setupList, table, res.Phases, page.ROC)
-	if err := gaia.WriteFileAtomic(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
+	if err := outfile.WriteFile(filepath.Join(c.Out, "report.md"), []byte(md)); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -228,31 +236,31 @@ func (c *Config) title() string {
 // setupItems are the report's setup, as (label, value): the model, the
 // data and transform of each set, the detectors, their settings and taps,
 // the fit, the machine and the versions.
-func setupItems(c *Config, meta *gaia.Meta, m *torch.Module, s *gaia.Scorer, fit *gaia.Fit, sha string, t *gaia.EvalTable, sets []*prepared) [][2]string {
+func setupItems(c *Config, meta *gaia.Meta, m *gaia.Model, fit *gaia.Fit, t *gaia.EvalTable, sets []*prepared) [][2]string {
 	items := [][2]string{
 		{"Model", fmt.Sprintf("%s (%s, %s, input %dx%dx%d)", c.Model, meta.Arch, meta.ExportedWith, meta.InputSize[0], meta.InputSize[1], meta.InputSize[2])},
-		{"Model SHA-256", sha},
+		{"Model SHA-256", m.SHA256()},
 	}
 	if t.IDAccuracy != nil {
 		items = append(items, [2]string{"Accuracy on " + c.ID.Name, fmt.Sprintf("%.2f%% (%d labelled images)", 100**t.IDAccuracy, t.IDLabelled)})
 	}
 	for _, p := range sets {
-		items = append(items, [2]string{p.set.Name, fmt.Sprintf("%s: %s; %s", p.set.Data, p.src.Describe(), p.tf.Describe())})
+		items = append(items, [2]string{p.set.Name, fmt.Sprintf("%s: %s; %s", p.set.Data, p.ds.Source.Describe(), p.ds.Transform.Describe())})
 	}
 	items = append(items, [2]string{"Detectors", fmt.Sprintf("%s; settings: %s", strings.Join(c.detectors, ", "), c.settings.For(c.detectors).Canonical())})
 	if fit != nil {
 		items = append(items, [2]string{"Fit of the feature-based detectors", fmt.Sprintf("%s (%d samples, %d feature vectors kept; fit.safetensors)", fit.Meta.Data, fit.N, fit.M)})
 	}
-	for _, w := range s.Warnings() {
+	for _, w := range m.Warnings() {
 		items = append(items, [2]string{"Warning", w})
 	}
-	for _, line := range strings.Split(strings.TrimSpace(s.Describe()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(m.Uses()), "\n") {
 		if k, v, ok := strings.Cut(line, ": "); ok {
 			items = append(items, [2]string{k, v})
 		}
 	}
 	items = append(items,
-		[2]string{"LibTorch", fmt.Sprintf("%s on %s, %d intra-op threads, %d CPUs, %s/%s; batch %d", torch.Version(), m.Device(), torch.NumThreads(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.Batch)},
+		[2]string{"LibTorch", fmt.Sprintf("%s on %s, %d intra-op threads, %d CPUs, %s/%s; batch %d", torch.Version(), m.Devices(), torch.NumThreads(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.Batch)},
 		[2]string{"Versions", fmt.Sprintf("gaia %s, %s; JPEG decoding: %s", gaia.Version, runtime.Version(), data.JPEGDecoder())},
 		[2]string{"Date", time.Now().UTC().Format("2006-01-02 15:04 MST")})
 	return items
@@ -297,13 +305,16 @@ func markdown(c *Config, setup [][2]string, t *gaia.EvalTable, phases []Phase, r
 }
 
 // fitOnce makes the config's fit in c.Out/fit.safetensors, or reuses the
-// one there when model, data and fit options are unchanged, and gives it
-// to the model.
-func fitOnce(ctx context.Context, c *Config, model *gaia.Model, progress io.Writer) (*Phase, error) {
+// one there when model, data and fit options are unchanged.
+func fitOnce(ctx context.Context, c *Config, progressW io.Writer) (*Phase, *gaia.Fit, error) {
 	start := time.Now()
 	path := filepath.Join(c.Out, "fit.safetensors")
 	keyFile := filepath.Join(c.Out, "fit.key")
-	k := map[string]any{"gaia": gaia.Version, "model_sha256": model.SHA256, "data": c.Fit.Data,
+	sha, err := digest.File(c.Model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model: %w", err)
+	}
+	k := map[string]any{"gaia": gaia.Version, "model_sha256": sha, "data": c.Fit.Data,
 		"knn_sample": c.Fit.KNNSample, "seed": c.Fit.Seed}
 	if sp, err := data.ParseSpec(c.Fit.Data); err == nil {
 		if st, err := os.Stat(sp.Arg); err == nil {
@@ -321,43 +332,38 @@ func fitOnce(ctx context.Context, c *Config, model *gaia.Model, progress io.Writ
 	n := 0
 	if !reused {
 		os.Remove(keyFile)
-		fm, err := gaia.OpenModel(gaia.ModelConfig{Path: c.Model, Device: firstDevice(c.Device)})
+		// msp: the fit reads only the forward; any detector would do.
+		fm, err := gaia.Open(ctx, c.Model, gaia.Options{Device: firstDevice(c.Device), Detectors: []string{"msp"}, SkipWarmup: true})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer fm.Close()
 		ds, err := fm.Dataset(c.Fit.Data)
 		if err != nil {
-			return nil, fmt.Errorf("fit: %w", err)
+			return nil, nil, fmt.Errorf("fit: %w", err)
 		}
-		bar := gaia.NewProgress(progress, "fit", ds.Source.Len())
-		run := &gaia.FitRun{Model: fm, Data: ds, KNNSample: c.Fit.KNNSample, Seed: c.Fit.Seed, Batch: c.Batch,
-			Workers: c.Workers, SkipBad: c.SkipBad, NeedLabels: slices.Contains(c.detectors, "mahalanobis"), Progress: bar}
-		fit, err := run.Run(ctx)
+		bar := progress.New(progressW, "fit", ds.Source.Len())
+		fit, err := fm.Fit(ctx, ds, gaia.FitOptions{DatasetOptions: gaia.DatasetOptions{Batch: c.Batch, Workers: c.Workers, SkipBad: c.SkipBad, Progress: bar.Add},
+			KNNSample: c.Fit.KNNSample, Seed: c.Fit.Seed, NeedLabels: slices.Contains(c.detectors, "mahalanobis")})
 		bar.Finish()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := gaia.WriteFit(path, fit); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if err := gaia.WriteFileAtomic(keyFile, []byte(key)); err != nil {
-			return nil, err
+		if err := outfile.WriteFile(keyFile, []byte(key)); err != nil {
+			return nil, nil, err
 		}
 		n = fit.N
-	} else if progress != nil {
-		fmt.Fprintf(progress, "fit: reusing %s (same model, data and options)\n", path)
+	} else if progressW != nil {
+		fmt.Fprintf(progressW, "fit: reusing %s (same model, data and options)\n", path)
 	}
 	fit, err := gaia.ReadFit(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sha, err := gaia.FileSHA256(path)
-	if err != nil {
-		return nil, err
-	}
-	model.Config.Fit, model.Fit, model.FitSHA = path, fit, sha
-	return &Phase{Name: "fit " + c.Fit.Data, Seconds: time.Since(start).Seconds(), Images: max(n, fit.N), Reused: reused}, nil
+	return &Phase{Name: "fit " + c.Fit.Data, Seconds: time.Since(start).Seconds(), Images: max(n, fit.N), Reused: reused}, fit, nil
 }
 
 // firstDevice is the first device of a device list (a fit runs on one).
@@ -377,7 +383,7 @@ func scoreKey(modelHash, fitSHA string, p *prepared, c *Config) string {
 		"detectors": c.detectors, "settings": c.settings.For(c.detectors).Canonical(), "skip_bad": c.SkipBad,
 		"fit_sha256": fitSHA,
 	}
-	if st, err := os.Stat(p.spec.Arg); err == nil {
+	if st, err := os.Stat(p.ds.Spec.Arg); err == nil {
 		k["data_size"], k["data_mtime"] = st.Size(), st.ModTime().UnixNano()
 	}
 	raw, _ := json.Marshal(k)

@@ -75,8 +75,9 @@ func TestRunChecksBeforeScoringThenReuses(t *testing.T) {
 	for _, e := range entries {
 		assert.NotContains(t, e.Name(), "partial")
 	}
-	_, err = os.Stat(filepath.Join(out, "scores", "A.key"))
-	assert.True(t, os.IsNotExist(err), "the key of an unfinished set is gone, so a rerun scores it again")
+	res4, err := Run(context.Background(), c, nil)
+	require.NoError(t, err)
+	assert.False(t, res4.Phases[1].Reused, "a rerun scores the unfinished set again")
 }
 
 // A config with a fit: fitted once, reused while model and data are the

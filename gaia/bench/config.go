@@ -73,7 +73,6 @@ type Config struct {
 
 	detectors []string
 	settings  gaia.Settings
-	legacy    map[string]any // settings given under the keys of earlier configs
 }
 
 // LoadConfig reads and checks a config file (YAML, or JSON, which YAML reads).
@@ -83,9 +82,6 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	c := &Config{}
-	if raw, c.legacy, err = takeLegacy(raw); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
@@ -159,14 +155,6 @@ func (c *Config) check() error {
 			return fmt.Errorf("settings: %w", err)
 		}
 	}
-	for name, v := range c.legacy {
-		if _, dup := c.settings[name]; dup {
-			return fmt.Errorf("%s is given twice (under settings: and under its earlier key)", name)
-		}
-		if err := c.settings.SetValue(name, v); err != nil {
-			return err
-		}
-	}
 	if c.Batch == 0 {
 		c.Batch = 128
 	}
@@ -205,40 +193,3 @@ func (c *Config) DetectorList() []string { return c.detectors }
 
 // DetectorSettings are the parsed settings.
 func (c *Config) DetectorSettings() gaia.Settings { return c.settings.Clone() }
-
-// takeLegacy removes from a config the top-level keys earlier configs gave
-// settings under (each Setting's Legacy key, such as taps_z) and
-// returns them by setting name, with the rest of the config. A zero or
-// empty value there meant "the default" and is dropped.
-func takeLegacy(raw []byte) ([]byte, map[string]any, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, nil, err
-	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return raw, nil, nil
-	}
-	m := doc.Content[0]
-	out := map[string]any{}
-	var keep []*yaml.Node
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		name, ok := gaia.LegacySetting(m.Content[i].Value)
-		if !ok {
-			keep = append(keep, m.Content[i], m.Content[i+1])
-			continue
-		}
-		var v any
-		if err := m.Content[i+1].Decode(&v); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", m.Content[i].Value, err)
-		}
-		if v != nil && v != "" && v != 0 && v != 0.0 {
-			out[name] = v
-		}
-	}
-	if len(out) == 0 && len(keep) == len(m.Content) {
-		return raw, nil, nil
-	}
-	m.Content = keep
-	b, err := yaml.Marshal(&doc)
-	return b, out, err
-}

@@ -198,7 +198,10 @@ func TestFolderListAndBadFiles(t *testing.T) {
 	l := &Loader{Src: src, Transform: tf, BatchSize: 3}
 	err = l.Run(context.Background(), func(*Batch) error { return nil })
 	assert.ErrorContains(t, err, "bad.png")
-	assert.ErrorContains(t, err, "--skip-bad")
+	var se *SampleError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 1, se.Index)
+	assert.ErrorContains(t, err, "can be skipped")
 	l.SkipBad = true
 	// cls/a_cat/1.png is 4x4: it does not fit 8x8 either.
 	batches := collect(t, l)

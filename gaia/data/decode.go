@@ -2,9 +2,11 @@ package data
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"os"
 )
@@ -13,27 +15,53 @@ import (
 // (a decompression bomb declares a huge size in a small file).
 const MaxPixels = 64 << 20
 
-// MaxImageBytes bounds the memory one image takes while it is decoded
-// (DecodedBytes: its pixels as the decoder holds them, at their channels
-// and bit depth, and the 8-bit copy made of them), for the commands that
-// read image sets; the loader's workers decode one image each, so decoding
-// holds at most workers x MaxImageBytes. A command's --max-image-bytes
-// sets it before any image is read.
-var MaxImageBytes int64 = 512 << 20
+// MaxImageBytes is the default bound of the memory one image takes while it
+// is decoded (its pixels as the decoder holds them, at their channels and
+// bit depth, and the 8-bit copy made of them); the loader's workers decode
+// one image each, so decoding holds at most workers x Limits.Bytes.
+const MaxImageBytes = 512 << 20
+
+// MaxScans is the default bound of the scans of a progressive JPEG. Each
+// scan is a pass over the whole image's coefficients, and a file can repeat
+// one scan thousands of times in a few hundred KB (a "scan bomb": minutes of
+// CPU); encoders write about 10 (libjpeg's progression: 6 for gray, 10 for
+// color).
+const MaxScans = 100
+
+// ErrTooManyScans is returned (wrapped) for a progressive JPEG with more
+// scans than the limit.
+var ErrTooManyScans = errors.New("too many scans")
 
 // ErrTooLarge is returned (wrapped) for an image whose declared size is over
 // the limit: it is refused before any pixel is decoded.
 var ErrTooLarge = errors.New("declared size is over the limit")
 
-// Limits bound an image before it is decoded: its declared pixels and the
-// bytes decoding it would hold (DecodedBytes); zero or negative: no bound.
+// Limits bound an image before it is decoded: its declared pixels, the
+// bytes decoding it would hold, and the scans of a progressive JPEG; zero
+// or negative: no bound.
 type Limits struct {
 	Pixels int64
 	Bytes  int64
+	Scans  int
 }
 
-// DefaultLimits are MaxPixels and MaxImageBytes.
-func DefaultLimits() Limits { return Limits{Pixels: MaxPixels, Bytes: MaxImageBytes} }
+// DefaultLimits are MaxPixels, MaxImageBytes and MaxScans.
+func DefaultLimits() Limits { return Limits{Pixels: MaxPixels, Bytes: MaxImageBytes, Scans: MaxScans} }
+
+// orDefault fills l's zero fields from DefaultLimits.
+func (l Limits) orDefault() Limits {
+	d := DefaultLimits()
+	if l.Pixels == 0 {
+		l.Pixels = d.Pixels
+	}
+	if l.Bytes == 0 {
+		l.Bytes = d.Bytes
+	}
+	if l.Scans == 0 {
+		l.Scans = d.Scans
+	}
+	return l
+}
 
 // check refuses w x h pixels that hold bytes while decoding.
 func (l Limits) check(w, h int, bytes int64, what string) error {
@@ -44,7 +72,7 @@ func (l Limits) check(w, h int, bytes int64, what string) error {
 		return fmt.Errorf("%w: %dx%d (at most %d pixels)", ErrTooLarge, w, h, l.Pixels)
 	}
 	if l.Bytes > 0 && bytes > l.Bytes {
-		return fmt.Errorf("%w: a %dx%d %s takes %d MiB to decode (at most %d MiB: --max-image-bytes)",
+		return fmt.Errorf("%w: a %dx%d %s takes %d MiB to decode (at most %d MiB)",
 			ErrTooLarge, w, h, what, bytes>>20, l.Bytes>>20)
 	}
 	return nil
@@ -95,7 +123,22 @@ func Decode(raw []byte) (Image, error) { return DecodeLimit(raw, DefaultLimits()
 // decompression bombs, and 16-bit images whose decoded pixels would take
 // many times their file's size.
 func DecodeLimit(raw []byte, lim Limits) (Image, error) {
-	return decodeScaled(raw, lim, 1)
+	return decodeScaled(context.Background(), raw, lim, 1)
+}
+
+// DecodeFor decodes an image file's bytes for a transform, as a folder or
+// list of image files does under gaia score: DecodeLimit, or with the
+// transform's draft option a JPEG scaled down in the DCT domain as far as
+// the resize after it allows (Pillow's draft). t nil: DecodeLimit. A JPEG's
+// decoding stops when ctx ends.
+func DecodeFor(ctx context.Context, raw []byte, t *Transform, lim Limits) (Image, error) {
+	scale := 1
+	if t != nil && t.draft && bytes.HasPrefix(raw, jpegMagic) {
+		if cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw)); err == nil {
+			scale = t.draftScale(cfg.Width, cfg.Height)
+		}
+	}
+	return decodeScaled(ctx, raw, lim, scale)
 }
 
 var (
@@ -104,10 +147,10 @@ var (
 )
 
 // decodeScaled is DecodeLimit, decoding a JPEG at 1/scale (DCT scaling).
-func decodeScaled(raw []byte, lim Limits, scale int) (Image, error) {
+func decodeScaled(ctx context.Context, raw []byte, lim Limits, scale int) (Image, error) {
 	switch {
 	case bytes.HasPrefix(raw, jpegMagic):
-		return decodeJPEG(raw, lim, scale)
+		return decodeJPEG(ctx, raw, lim, scale)
 	case bytes.HasPrefix(raw, pngMagic):
 		cfg, err := png.DecodeConfig(bytes.NewReader(raw))
 		if err != nil {
@@ -126,4 +169,39 @@ func decodeScaled(raw []byte, lim Limits, scale int) (Image, error) {
 		return Image{}, errors.New("not a readable PNG or JPEG image: empty file")
 	}
 	return Image{}, errors.New("not a readable PNG or JPEG image: unknown format")
+}
+
+// countScans counts the scans (SOS markers) of a JPEG: segments are
+// skipped by their lengths up to the first scan, then markers are found in
+// the entropy-coded data, where 0xFF is always followed by a stuffed 0x00,
+// a restart marker or a fill byte. (The cgo build's libjpeg counts scans as
+// it decodes; this is the Go decoder's check before it starts.)
+func countScans(raw []byte) int {
+	n, i := 0, 2
+	for i+4 <= len(raw) {
+		if raw[i] != 0xff {
+			i++
+			continue
+		}
+		m := raw[i+1]
+		switch {
+		case m == 0xff || m == 0x00 || (m >= 0xd0 && m <= 0xd7) || m == 0x01:
+			i++
+			continue
+		case m == 0xd9: // EOI
+			return n
+		}
+		seg := int(raw[i+2])<<8 | int(raw[i+3])
+		if m == 0xda {
+			n++
+			i += 2 + seg // the scan header; its data follows
+			continue
+		}
+		if n == 0 { // before the first scan: whole segments
+			i += 2 + seg
+			continue
+		}
+		i += 2 + seg
+	}
+	return n
 }

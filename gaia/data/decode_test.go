@@ -121,8 +121,13 @@ func FuzzDecode(f *testing.F) {
 	png.Encode(&b, image.NewGray(image.Rect(0, 0, 5, 3)))
 	f.Add(b.Bytes())
 	f.Add([]byte{0xff, 0xd8, 0xff})
+	// Progressive files, and scan bombs past the bound.
+	prog := progressive(f, "progressive-64.jpg")
+	f.Add(prog)
+	f.Add(scanBomb(f, prog, 40))
+	f.Add(scanBomb(f, prog, 150))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		img, err := DecodeLimit(raw, Limits{Pixels: 1 << 20, Bytes: 64 << 20})
+		img, err := DecodeLimit(raw, Limits{Pixels: 1 << 20, Bytes: 64 << 20, Scans: 30})
 		if err != nil {
 			return
 		}

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"fmt"
-	"image/jpeg"
 	"io"
 	"math"
 	"math/rand"
@@ -168,23 +168,14 @@ func (f *files) Load(i int) (Image, string, int, error) {
 	return img, f.paths[i], f.labels[i], err
 }
 
-// LoadFor loads sample i for a transform: with its draft option, a JPEG is
-// decoded scaled down in the DCT domain, as far as the resize after it
-// allows (Pillow's draft).
-func (f *files) LoadFor(i int, t *Transform) (Image, string, int, error) {
-	if !t.draft {
-		return f.Load(i)
-	}
+// LoadWith loads sample i for a transform within limits (DecodeFor).
+func (f *files) LoadWith(ctx context.Context, i int, t *Transform, lim Limits) (Image, string, int, error) {
 	p := f.paths[i]
 	raw, err := os.ReadFile(p)
 	if err != nil {
 		return Image{}, p, f.labels[i], err
 	}
-	scale := 1
-	if cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw)); err == nil {
-		scale = t.draftScale(cfg.Width, cfg.Height)
-	}
-	img, err := decodeScaled(raw, DefaultLimits(), scale)
+	img, err := DecodeFor(ctx, raw, t, lim)
 	if err != nil {
 		return Image{}, p, f.labels[i], fmt.Errorf("%s: %w", p, err)
 	}

@@ -4,6 +4,7 @@ package data
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image/jpeg"
 )
@@ -18,7 +19,13 @@ func JPEGDecoder() string {
 // JPEGPillowExact reports whether JPEGs decode to Pillow's pixels.
 func JPEGPillowExact() bool { return false }
 
-func decodeJPEG(raw []byte, lim Limits, scale int) (Image, error) {
+func decodeJPEG(ctx context.Context, raw []byte, lim Limits, scale int) (Image, error) {
+	if n := countScans(raw); lim.Scans > 0 && n > lim.Scans {
+		return Image{}, fmt.Errorf("progressive JPEG: %w: more than %d scans (%d): each scan is a pass over the whole image", ErrTooManyScans, lim.Scans, n)
+	}
+	if err := ctx.Err(); err != nil {
+		return Image{}, fmt.Errorf("JPEG decoding stopped: %w", err)
+	}
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw))
 	if err != nil {
 		return Image{}, fmt.Errorf("corrupt JPEG: %w", err)

@@ -22,7 +22,33 @@ struct gaia_jpeg_error {
   jmp_buf jump;
   char *msg;
   size_t msg_len;
+  int code; /* the return code of an error that longjmps */
 };
+
+/* The progress monitor: libjpeg calls it once per iMCU row of every pass,
+   and, for a progressive or multi-scan file, before each row of input it
+   absorbs, so it sees every scan start and can stop a long decode. */
+struct gaia_jpeg_progress {
+  struct jpeg_progress_mgr pub;
+  int max_scans;
+  const int *stop; /* set (non-zero) by the caller's thread to abandon the decode */
+};
+
+static void gaia_jpeg_progress_monitor(j_common_ptr cinfo) {
+  struct gaia_jpeg_progress *p = (struct gaia_jpeg_progress *)cinfo->progress;
+  struct gaia_jpeg_error *err = (struct gaia_jpeg_error *)cinfo->err;
+  j_decompress_ptr d = (j_decompress_ptr)cinfo;
+  if (p->max_scans > 0 && d->input_scan_number > p->max_scans) {
+    snprintf(err->msg, err->msg_len, "more than %d scans: each scan is a pass over the whole image", p->max_scans);
+    err->code = 6;
+    longjmp(err->jump, 1);
+  }
+  if (p->stop != NULL && __atomic_load_n(p->stop, __ATOMIC_RELAXED) != 0) {
+    snprintf(err->msg, err->msg_len, "stopped");
+    err->code = 5;
+    longjmp(err->jump, 1);
+  }
+}
 
 static void gaia_jpeg_error_exit(j_common_ptr cinfo) {
   struct gaia_jpeg_error *err = (struct gaia_jpeg_error *)cinfo->err;
@@ -56,10 +82,11 @@ const char *gaia_jpeg_version(void) {
 #endif
 }
 
-int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, long long max_bytes, int scale_denom,
-                     gaia_jpeg_image *out, char *msg, size_t msg_len) {
+int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, long long max_bytes, int max_scans,
+                     const int *stop, int scale_denom, gaia_jpeg_image *out, char *msg, size_t msg_len) {
   struct jpeg_decompress_struct cinfo;
   struct gaia_jpeg_error err;
+  struct gaia_jpeg_progress progress;
   /* volatile: they change between setjmp and a longjmp back to it. */
   unsigned char *volatile pixels = NULL;
   memset(out, 0, sizeof *out);
@@ -70,12 +97,18 @@ int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max
   err.pub.output_message = gaia_jpeg_output_message;
   err.msg = msg;
   err.msg_len = msg_len;
+  err.code = 1;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     free(pixels);
-    return 1;
+    return err.code;
   }
   jpeg_create_decompress(&cinfo);
+  memset(&progress, 0, sizeof progress);
+  progress.pub.progress_monitor = gaia_jpeg_progress_monitor;
+  progress.max_scans = max_scans;
+  progress.stop = stop;
+  cinfo.progress = &progress.pub;
   jpeg_mem_src(&cinfo, data, len);
   jpeg_read_header(&cinfo, TRUE);
   out->declared_width = (int)cinfo.image_width;
@@ -113,7 +146,7 @@ int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max
     if (cinfo.progressive_mode) /* whole-image DCT coefficients, 2 bytes each */
       need += 2LL * (long long)cinfo.image_width * (long long)cinfo.image_height * cinfo.num_components;
     if (max_bytes > 0 && need > max_bytes) {
-      snprintf(msg, msg_len, "a %ux%u%s JPEG takes %lld MiB to decode (at most %lld MiB: --max-image-bytes)",
+      snprintf(msg, msg_len, "a %ux%u%s JPEG takes %lld MiB to decode (at most %lld MiB)",
                cinfo.image_width, cinfo.image_height, cinfo.progressive_mode ? " progressive" : "", need >> 20,
                max_bytes >> 20);
       jpeg_destroy_decompress(&cinfo);

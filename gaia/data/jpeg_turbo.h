@@ -19,9 +19,13 @@ const char *gaia_jpeg_version(void);
 // size over max_pixels, or one whose decoding would hold more than
 // max_bytes (the output pixels twice, for the caller's copy, and a
 // progressive JPEG's coefficients), is refused (when positive) before
-// anything is allocated; scale_denom > 1 decodes at 1/scale_denom in the DCT domain
-// (2, 4 or 8). Returns 0, or non-zero with a message in msg.
-int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, long long max_bytes, int scale_denom,
-                     gaia_jpeg_image *out, char *msg, size_t msg_len);
+// anything is allocated; a file of more than max_scans scans (when
+// positive) is refused when its scan max_scans + 1 starts; a non-zero
+// *stop (stop may be NULL), set by another thread, abandons the decode at
+// the next row. scale_denom > 1 decodes at 1/scale_denom in the DCT domain
+// (2, 4 or 8). Returns 0; 2 for a size limit passed, 6 for the scans, 5 when stopped, another
+// non-zero code for a corrupt file; with a message in msg.
+int gaia_jpeg_decode(const unsigned char *data, unsigned long len, long long max_pixels, long long max_bytes, int max_scans,
+                     const int *stop, int scale_denom, gaia_jpeg_image *out, char *msg, size_t msg_len);
 
 #endif

@@ -26,6 +26,19 @@ type SkippedSample struct {
 	Err    error
 }
 
+// SampleError is a sample that could not be read, stopping a Loader that
+// does not skip them (Loader.SkipBad).
+type SampleError struct {
+	Index int
+	Err   error
+}
+
+func (e *SampleError) Error() string {
+	return fmt.Sprintf("sample %d: %v (unreadable samples can be skipped and counted instead)", e.Index, e.Err)
+}
+
+func (e *SampleError) Unwrap() error { return e.Err }
+
 // Loader streams a Source in batches: each batch is decoded by Workers
 // goroutines while the previous one is being scored. Whatever the dataset's
 // size, at most two batches of inputs are alive in the loader (one being
@@ -43,6 +56,8 @@ type Loader struct {
 	Raw   bool
 	Start int // first sample (for shards and resumption)
 	End   int // one past the last sample (0: Src.Len())
+	// Limits bound each image file decoded (zero fields: DefaultLimits).
+	Limits Limits
 }
 
 type loaded struct {
@@ -74,7 +89,7 @@ func (l *Loader) Run(ctx context.Context, fn func(*Batch) error) error {
 		defer close(ch)
 		for lo := l.Start; lo < end; lo += l.BatchSize {
 			hi := min(lo+l.BatchSize, end)
-			b, err := l.load(lo, hi, workers)
+			b, err := l.load(ctx, lo, hi, workers)
 			select {
 			case ch <- loaded{b, err}:
 			case <-ctx.Done():
@@ -99,7 +114,7 @@ func (l *Loader) Run(ctx context.Context, fn func(*Batch) error) error {
 	return ctx.Err()
 }
 
-func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
+func (l *Loader) load(ctx context.Context, lo, hi, workers int) (*Batch, error) {
 	n := hi - lo
 	size := l.Transform.C * l.Transform.H * l.Transform.W
 	var x []float32
@@ -123,7 +138,7 @@ func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				img, src, label, err := loadFor(l.Src, lo+i, l.Transform)
+				img, src, label, err := loadWith(ctx, l.Src, lo+i, l.Transform, l.Limits.orDefault())
 				if err == nil {
 					if l.Raw {
 						err = l.raw(img, lo+i, x8[i*size:(i+1)*size])
@@ -143,7 +158,7 @@ func (l *Loader) load(lo, hi, workers int) (*Batch, error) {
 	for i := 0; i < n; i++ {
 		if errs[i] != nil {
 			if !l.SkipBad {
-				return nil, fmt.Errorf("sample %d: %w (use --skip-bad to skip unreadable samples)", lo+i, errs[i])
+				return nil, &SampleError{Index: lo + i, Err: errs[i]}
 			}
 			b.Skipped = append(b.Skipped, SkippedSample{Index: lo + i, Source: srcs[i], Err: errs[i]})
 			continue
@@ -188,15 +203,15 @@ func (l *Loader) raw(img Image, index int, dst []uint8) error {
 	return nil
 }
 
-// transformLoader is a Source that can load a sample for its transform
-// (files: JPEG draft decoding).
+// transformLoader is a Source of encoded image files, which it decodes for
+// a transform (JPEG draft decoding) within limits.
 type transformLoader interface {
-	LoadFor(i int, t *Transform) (Image, string, int, error)
+	LoadWith(ctx context.Context, i int, t *Transform, lim Limits) (Image, string, int, error)
 }
 
-func loadFor(src Source, i int, t *Transform) (Image, string, int, error) {
+func loadWith(ctx context.Context, src Source, i int, t *Transform, lim Limits) (Image, string, int, error) {
 	if tl, ok := src.(transformLoader); ok {
-		return tl.LoadFor(i, t)
+		return tl.LoadWith(ctx, i, t, lim)
 	}
 	return src.Load(i)
 }

@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/jpeg"
 	"os"
@@ -69,7 +70,7 @@ func BenchmarkPreprocess(b *testing.B) {
 						if cfg, err := jpeg.DecodeConfig(bytes.NewReader(raw)); err == nil {
 							scale = tf.draftScale(cfg.Width, cfg.Height)
 						}
-						img, err = decodeScaled(raw, DefaultLimits(), scale)
+						img, err = decodeScaled(context.Background(), raw, DefaultLimits(), scale)
 					default:
 						img, err = Decode(raw)
 					}

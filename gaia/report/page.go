@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/metrics"
 )
 
 // Set is one scored set as a report reads it: its score file and the
@@ -219,7 +220,7 @@ func (p *Page) plots(in Input, dets []string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", o.Name, err)
 			}
-			curves = append(curves, Curve{Name: d, Points: ROCPoints(gaia.ROCCurve(a, b))})
+			curves = append(curves, Curve{Name: d, Points: ROCPoints(metrics.ROCCurve(a, b))})
 		}
 		title := fmt.Sprintf("ROC: %s (ID) vs %s (OOD)", in.ID.Name, o.Name)
 		png, err := ROCPNG(title, curves)
@@ -253,7 +254,7 @@ func galleries(in Input, det string, k int, im *Images) (DetectorGalleries, erro
 	if err != nil {
 		return DetectorGalleries{}, err
 	}
-	th := gaia.Threshold95(idScores)
+	th := metrics.Threshold95(idScores)
 	g := DetectorGalleries{Detector: det, Threshold: th}
 	flagged := 0
 	for _, v := range idScores {

@@ -21,6 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/gaia/metrics"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/scorefile"
 )
 
 // fixture is a folder of n 40x40 RGB PNGs (each its own colour pattern)
@@ -49,7 +52,7 @@ func makeFixture(t *testing.T, name string, n int, seed int64) *fixture {
 		require.NoError(t, os.WriteFile(filepath.Join(f.dir, "c", fmt.Sprintf("%03d.png", i)), b.Bytes(), 0o644))
 	}
 	f.scores = filepath.Join(t.TempDir(), name+".csv")
-	sw, err := gaia.CreateScoreWriter(f.scores, []string{"det-a", "det-b"}, nil)
+	sw, err := scorefile.Create(f.scores, []string{"det-a", "det-b"}, nil)
 	require.NoError(t, err)
 	require.NoError(t, sw.WithSidecar())
 	for i := 0; i < n; i++ {
@@ -60,9 +63,9 @@ func makeFixture(t *testing.T, name string, n int, seed int64) *fixture {
 		f.rows = append(f.rows, gaia.ScoreRow{Index: i, Source: filepath.Join(f.dir, "c", fmt.Sprintf("%03d.png", i)), Label: 0, Pred: i % 2, Scores: s})
 	}
 	require.NoError(t, sw.Append(f.rows))
-	f.meta = &gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "ab12", Data: "folder:" + f.dir + ",center-crop=32", Detectors: []string{"det-a", "det-b"},
+	f.meta = &gaia.ScoreMeta{Model: "m.pt", ModelSHA256: "ab12", Data: "folder:" + f.dir + ",center-crop=32", Detectors: []string{"det-a", "det-b"}, Settings: gaia.Settings{},
 		Input: []int{3, 32, 32}, ClassNames: []string{"cat", "dog"}, Taps: map[string][]string{"det-a": {"layer1", "layer2"}}}
-	raw, err := gaia.JSONFile(f.meta)
+	raw, err := outfile.JSON(f.meta)
 	require.NoError(t, err)
 	require.NoError(t, sw.CommitWith(raw))
 	return f
@@ -99,7 +102,7 @@ func TestGalleries(t *testing.T) {
 	for d, det := range []string{"det-a", "det-b"} {
 		g := page.Detectors[d]
 		idScores := column(idSet.Scores.Rows, d)
-		th := gaia.Threshold95(idScores)
+		th := metrics.Threshold95(idScores)
 		assert.Equal(t, th, g.Threshold)
 		want := rankedIndices(idScores, true)[:5]
 		var got []int
@@ -121,7 +124,7 @@ func TestGalleries(t *testing.T) {
 			assert.Equal(t, it.Score <= th, it.Wrong, "%s OOD %d", det, it.Index)
 		}
 		assert.Equal(t, want, got, det)
-		m, err := gaia.Compute(idScores, oodScores)
+		m, err := metrics.Compute(idScores, oodScores)
 		require.NoError(t, err)
 		assert.Contains(t, g.OOD[0].Note, fmt.Sprintf("(%.1f%%, the FPR95)", 100*m.FPR95))
 	}
@@ -262,7 +265,7 @@ func TestLargeThumbnails(t *testing.T) {
 	dir := t.TempDir()
 	set := func(name string, shift float64) Set {
 		path := filepath.Join(dir, name+".csv")
-		sw, err := gaia.CreateScoreWriter(path, []string{"d"}, nil)
+		sw, err := scorefile.Create(path, []string{"d"}, nil)
 		require.NoError(t, err)
 		for i := 0; i < 6; i++ {
 			require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: i, Source: fmt.Sprintf("uniform-noise#%d", i), Label: -1, Scores: []float64{float64(i) + shift}}}))

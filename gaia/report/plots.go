@@ -16,7 +16,7 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// ROCPoints turns an ROC curve (as gaia.ROCCurve gives it) into at most
+// ROCPoints turns an ROC curve (as metrics.ROCCurve gives it) into at most
 // 2,000 plot points.
 func ROCPoints(fpr, tpr []float64) plotter.XYs {
 	pts := make(plotter.XYs, len(fpr))

@@ -10,8 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
-
-	"github.com/gaia-ood/gaia/gaia/data"
 )
 
 // requestError is a client's mistake: its status and a message naming the
@@ -32,25 +30,34 @@ type shape struct{ c, h, w int }
 
 func (s shape) size() int { return s.c * s.h * s.w }
 
-// decoder turns request bodies into model inputs.
+// decoder turns request bodies into the library's inputs: encoded images
+// (which gaia.Model.ScoreImages decodes) or tensors.
 type decoder struct {
 	shape     shape
-	transform *data.Transform
-	maxPixels int64
-	maxBytes  int64 // decoded bytes per image
 	maxInputs int
 }
 
-// inputs are a request's decoded inputs.
+// inputs are a request's inputs: images, or n tensors in x.
 type inputs struct {
-	x     []float32
-	n     int
-	names []string // multipart file names ("" where none)
+	images    [][]byte
+	x         []float32
+	n         int
+	names     []string // multipart file names ("" where none)
+	multipart bool
+}
+
+// what names input i in an error message.
+func (in *inputs) what(i int) string {
+	if !in.multipart {
+		return "the image"
+	}
+	return fmt.Sprintf("part %d (%q)", i, in.names[i])
 }
 
 // decode reads a request body according to its Content-Type: one PNG or
 // JPEG image, several as multipart/form-data, or a JSON batch of tensors.
-func (d *decoder) decode(contentType string, body io.Reader) (*inputs, error) {
+func (d *decoder) decode(contentType string, raw []byte) (*inputs, error) {
+	body := bytes.NewReader(raw)
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return nil, &requestError{http.StatusUnsupportedMediaType,
@@ -58,15 +65,10 @@ func (d *decoder) decode(contentType string, body io.Reader) (*inputs, error) {
 	}
 	switch {
 	case mt == "image/png" || mt == "image/jpeg" || mt == "application/octet-stream":
-		raw, err := io.ReadAll(body)
-		if err != nil {
-			return nil, err
+		if len(raw) == 0 {
+			return nil, badRequest("the image is empty")
 		}
-		in := &inputs{x: make([]float32, d.shape.size()), n: 1, names: []string{""}}
-		if err := d.image(raw, in.x, 0, "the image"); err != nil {
-			return nil, err
-		}
-		return in, nil
+		return &inputs{images: [][]byte{raw}, n: 1, names: []string{""}}, nil
 	case mt == "multipart/form-data":
 		return d.multipart(body, params["boundary"])
 	case mt == "application/json":
@@ -76,27 +78,12 @@ func (d *decoder) decode(contentType string, body io.Reader) (*inputs, error) {
 		fmt.Sprintf("Content-Type %q: want image/png, image/jpeg, multipart/form-data or application/json", mt)}
 }
 
-// image decodes one encoded image into dst through the transform.
-func (d *decoder) image(raw []byte, dst []float32, index int, what string) error {
-	if len(raw) == 0 {
-		return badRequest("%s is empty", what)
-	}
-	img, err := data.DecodeLimit(raw, data.Limits{Pixels: d.maxPixels, Bytes: d.maxBytes})
-	if err != nil {
-		return badRequest("%s: %v", what, err)
-	}
-	if err := d.transform.Apply(img, index, dst); err != nil {
-		return badRequest("%s: %v", what, err)
-	}
-	return nil
-}
-
 func (d *decoder) multipart(body io.Reader, boundary string) (*inputs, error) {
 	if boundary == "" {
 		return nil, badRequest("multipart/form-data without a boundary")
 	}
 	mr := multipart.NewReader(body, boundary)
-	in := &inputs{}
+	in := &inputs{multipart: true}
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -117,11 +104,10 @@ func (d *decoder) multipart(body io.Reader, boundary string) (*inputs, error) {
 		if err != nil {
 			return nil, passThrough(err, "part %d (%q): %v", in.n, name, err)
 		}
-		in.x = append(in.x, make([]float32, d.shape.size())...)
-		dst := in.x[in.n*d.shape.size():]
-		if err := d.image(raw, dst, in.n, fmt.Sprintf("part %d (%q)", in.n, name)); err != nil {
-			return nil, err
+		if len(raw) == 0 {
+			return nil, badRequest("part %d (%q) is empty", in.n, name)
 		}
+		in.images = append(in.images, raw)
 		in.names = append(in.names, name)
 		in.n++
 	}

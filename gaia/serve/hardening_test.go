@@ -71,9 +71,8 @@ func TestServeSlowClients(t *testing.T) {
 	cfg.DecodeWorkers = 1
 	cfg.ReadTimeout = 3 * time.Second
 	cfg.Timeout = 2 * time.Second
-	s, err := newServer(cfg, nil)
+	s, err := New(cfg)
 	require.NoError(t, err)
-	require.NoError(t, s.WaitReady(context.Background()))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	hs := s.HTTPServer()
@@ -114,9 +113,8 @@ func TestServeIdleAndShutdown(t *testing.T) {
 	cfg := f.config()
 	cfg.IdleTimeout = 300 * time.Millisecond
 	cfg.ReadTimeout = time.Second
-	s, err := newServer(cfg, nil)
+	s, err := New(cfg)
 	require.NoError(t, err)
-	require.NoError(t, s.WaitReady(context.Background()))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	hs := s.HTTPServer()
@@ -149,16 +147,27 @@ func TestServeIdleAndShutdown(t *testing.T) {
 }
 
 // Bodies held at once are bounded by BodyMemory, counted as they arrive:
-// past it a request gets 503, and the budget comes back afterwards.
+// past it a request gets 503, and the budget comes back afterwards. A
+// BodyMemory below MaxBytes, which would refuse every large request, is
+// refused at start.
 func TestServeBodyMemory(t *testing.T) {
 	f := newFixture(t, 1)
 	cfg := f.config()
-	cfg.BodyMemory = 4 << 10
+	cfg.MaxBytes, cfg.BodyMemory = 8<<10, 4<<10
+	_, err := New(cfg)
+	assert.ErrorContains(t, err, "BodyMemory 4096 is below MaxBytes 8192")
+	cfg.BodyMemory = 8 << 10
 	_, hs := startServer(t, cfg, nil)
-	big := make([]byte, 16<<10)
+	// A slow client holds 6000 bytes of the budget while its body arrives.
+	stop := make(chan struct{})
+	slow := slowClient(t, strings.TrimPrefix(hs.URL, "http://"), 6000, 50*time.Millisecond, stop)
+	time.Sleep(300 * time.Millisecond)
+	big := make([]byte, 4<<10)
 	status, b, _ := post(t, hs.URL, "image/png", big)
 	assert.Equal(t, http.StatusServiceUnavailable, status, string(b))
 	assert.Contains(t, string(b), "request bodies held at once")
+	close(stop)
+	<-slow
 	for i := 0; i < 3; i++ {
 		status, b, _ = post(t, hs.URL, "image/png", f.images[0])
 		require.Equal(t, 200, status, string(b))
@@ -210,9 +219,8 @@ func TestServeNonFiniteAnswer(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &raw), "the body is complete JSON")
 }
 
-// A model that cannot score a batch of MaxBatch fails the warm-up:
-// WaitReady returns the error, /readyz says so, and score requests get 503
-// with it; the server never reports ready.
+// A model that cannot score a batch of MaxBatch fails the warm-up: New
+// returns the error (gaia serve exits with it) and no server is made.
 func TestServeWarmupFails(t *testing.T) {
 	dir := t.TempDir()
 	td := testenv.Testdata(t)
@@ -223,31 +231,20 @@ func TestServeWarmupFails(t *testing.T) {
 	}
 	cfg := Config{Model: filepath.Join(dir, "raising_cnn.pt"), Device: testenv.Device(), Detectors: []string{"msp"},
 		MaxBatch: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s, err := newServer(cfg, nil)
-	require.NoError(t, err)
-	defer s.Close()
-	hs := httptest.NewServer(s)
-	defer hs.Close()
-	err = s.WaitReady(context.Background())
+	s, err := New(cfg)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "warm-up at batch 8")
+	assert.Nil(t, s)
+	assert.Contains(t, err.Error(), "warm-up on cpu at batch 8")
 	assert.Contains(t, err.Error(), "batches over 4 are refused")
-	assert.False(t, s.Ready())
-	resp, err := http.Get(hs.URL + "/readyz")
-	require.NoError(t, err)
-	rb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	assert.Contains(t, string(rb), "warm-up failed")
-	status, b, _ := post(t, hs.URL, "application/json", mustJSON(t, map[string]any{"inputs": [][]float32{make([]float32, 784)}}))
-	assert.Equal(t, http.StatusServiceUnavailable, status)
-	assert.Contains(t, string(b), "batches over 4 are refused")
 
 	// At a max batch it can score, the same model serves.
 	cfg.MaxBatch = 4
-	s2, err := newServer(cfg, nil)
+	s2, err := New(cfg)
 	require.NoError(t, err)
 	defer s2.Close()
-	require.NoError(t, s2.WaitReady(context.Background()))
 	assert.True(t, s2.Ready())
+	hs := httptest.NewServer(s2)
+	defer hs.Close()
+	status, b, _ := post(t, hs.URL, "application/json", mustJSON(t, map[string]any{"inputs": [][]float32{make([]float32, 784)}}))
+	assert.Equal(t, http.StatusOK, status, string(b))
 }

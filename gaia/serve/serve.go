@@ -1,7 +1,11 @@
 // Package serve is an out-of-distribution gate over HTTP: a handler that
-// scores images (or tensors) with a model's detectors, gathers concurrent
-// requests into batches, and answers each with its prediction, its scores and
-// the decision of a gate calibrated by `gaia calibrate`.
+// scores images (or tensors) with a model's detectors and answers each with
+// its prediction, its scores and the decision of a gate calibrated by
+// `gaia calibrate`. It is a thin user of package gaia: the model is opened
+// by gaia.OpenGate (or gaia.Open without a gate), whose batcher gathers the
+// concurrent requests into batches; this package adds HTTP: bodies read
+// within their deadlines and a memory budget, errors as status codes, and
+// Prometheus metrics.
 //
 //	s, err := serve.New(serve.Config{Model: "model.pt", Gate: "gate.json"})
 //	...
@@ -10,7 +14,6 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,7 +24,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,15 +34,16 @@ import (
 
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
-	"github.com/gaia-ood/gaia/torch"
 )
 
-// Config configures a Server. Zero values take the defaults.
+// Config configures a Server. Zero values take DefaultConfig's; negative
+// ones are refused.
 type Config struct {
 	Model  string // TorchScript file; MODEL.json beside it gives input size, mean and std
 	Device string // auto (default), cpu, cuda, cuda:N
 	// Gate is a gate file from `gaia calibrate` (optional). Its detector is
-	// always scored, with its taps; its model hash must match Model's.
+	// always scored, with its settings and taps as calibrated; its model's
+	// and fit's hashes must match (gaia.OpenGate).
 	Gate string
 	// Detectors to score besides the gate's (default: the gate's alone, or
 	// gaia-z without a gate).
@@ -50,207 +53,183 @@ type Config struct {
 	// (the calibration data's), else MODEL.json's, else none: images must
 	// have the model's size.
 	Transform string
-	// Settings are detector settings (gaia.Settings, by flag name); the
-	// gate's detector takes the gate's own, as calibrated.
+	// Settings are detector settings (gaia.Settings); those of the gate's
+	// detector must be the gate's own.
 	Settings gaia.Settings
 	// Fit is a fit file (gaia fit) for the detectors that need one; default
 	// the gate's.
 	Fit string
+	// Input (C, H, W), Mean and Std override MODEL.json's (gaia.Options).
+	Input     [3]int
+	Mean, Std []float64
 
-	MaxBatch  int           // inputs per batch (default 32)
-	MaxWait   time.Duration // how long a batch waits to fill (default 5ms)
-	Queue     int           // inputs waiting at most (default 16 x MaxBatch)
-	MaxInputs int           // inputs per request (default MaxBatch x 4, at most Queue)
-	MaxBytes  int64         // request body (default 32 MiB)
-	MaxPixels int64         // declared image size (default 4096 x 4096)
+	MaxBatch  int           // inputs per batch
+	MaxWait   time.Duration // how long a batch waits to fill
+	Queue     int           // inputs waiting at most (0: 16 x MaxBatch)
+	MaxInputs int           // inputs per request (0: 4 x MaxBatch, at most Queue)
+	MaxBytes  int64         // request body
+	MaxPixels int64         // declared image size
 	// MaxImageBytes bounds the memory one image takes decoded, counting its
-	// channels and bit depth as the decoder holds them (data.DecodedBytes):
-	// default 128 MiB. At most DecodeWorkers images are decoded at once, so
-	// decoding holds at most DecodeWorkers x MaxImageBytes.
+	// channels and bit depth as the decoder holds them. At most
+	// DecodeWorkers images are decoded at once, so decoding holds at most
+	// DecodeWorkers x MaxImageBytes.
 	MaxImageBytes int64
+	MaxScans      int // scans of a progressive JPEG
 	// BodyMemory bounds the request bodies held at once, counted as they
-	// arrive (default 16 x MaxBytes); past it a request gets 503.
+	// arrive (0: 16 x MaxBytes); past it a request gets 503. It must be at
+	// least MaxBytes.
 	BodyMemory int64
-	Timeout    time.Duration // per request, queue and scoring (default 30s)
-	// ReadTimeout is how long a request's body may take to arrive (default
-	// 20s): a client that trickles its body is cut off then (408), and never
-	// holds a decode slot, which is taken only once the body has arrived.
+	Timeout    time.Duration // per request once its body has arrived: decode, queue and scoring
+	// ReadTimeout is how long a request's body may take to arrive: a
+	// client that trickles its body is cut off then (408), and never holds
+	// a decode slot, which is taken only once the body has arrived.
 	ReadTimeout time.Duration
-	// IdleTimeout closes keep-alive connections idle for this long (default
-	// 30s; HTTPServer's).
+	// IdleTimeout closes keep-alive connections idle for this long
+	// (HTTPServer's).
 	IdleTimeout time.Duration
-	// Threads are LibTorch's intra-op threads for batches (default: the
-	// process's, every core); batches of fewer than SmallBatch inputs run on
-	// one thread, which on the CPU cuts their tail latency (docs/perf.md).
+	// Threads are LibTorch's intra-op threads for batches (0: every core);
+	// batches of fewer than SmallBatch inputs run on one thread, which on
+	// the CPU cuts their tail latency (docs/perf.md); 1 turns that off.
 	Threads    int
-	SmallBatch int // default 4; 1 turns the one-thread rule off
-	// DecodeWorkers bounds concurrent image decodes (default: the CPUs).
+	SmallBatch int
+	// DecodeWorkers bounds concurrent image decodes (0: the CPUs).
 	DecodeWorkers int
 
 	Logger *slog.Logger // default slog.Default()
 }
+
+// DefaultConfig is every default of a Server in one place (gaia serve's
+// flags show them): a zero field of a Config takes its value here.
+func DefaultConfig() Config {
+	return Config{Device: "auto", MaxBatch: gaia.DefaultMaxBatch, MaxWait: gaia.DefaultMaxWait,
+		MaxBytes: 32 << 20, MaxPixels: 4096 * 4096, MaxImageBytes: 128 << 20, MaxScans: data.MaxScans,
+		Timeout: 30 * time.Second, ReadTimeout: 20 * time.Second, IdleTimeout: 30 * time.Second,
+		SmallBatch: gaia.DefaultSmallBatch}
+}
+
+// withDefaults checks cfg and fills its zero fields.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Model == "" {
+		return cfg, errors.New("serve: no model")
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"MaxBatch", int64(cfg.MaxBatch)}, {"MaxWait", int64(cfg.MaxWait)}, {"Queue", int64(cfg.Queue)},
+		{"MaxInputs", int64(cfg.MaxInputs)}, {"MaxBytes", cfg.MaxBytes}, {"MaxPixels", cfg.MaxPixels},
+		{"MaxImageBytes", cfg.MaxImageBytes}, {"MaxScans", int64(cfg.MaxScans)}, {"BodyMemory", cfg.BodyMemory},
+		{"Timeout", int64(cfg.Timeout)}, {"ReadTimeout", int64(cfg.ReadTimeout)}, {"IdleTimeout", int64(cfg.IdleTimeout)},
+		{"Threads", int64(cfg.Threads)}, {"SmallBatch", int64(cfg.SmallBatch)}, {"DecodeWorkers", int64(cfg.DecodeWorkers)}} {
+		if f.v < 0 {
+			return cfg, fmt.Errorf("serve: %s %d is negative", f.name, f.v)
+		}
+	}
+	d := DefaultConfig()
+	if cfg.Device == "" {
+		cfg.Device = d.Device
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set64 := func(v *int64, def int64) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&cfg.MaxBatch, d.MaxBatch)
+	setDur(&cfg.MaxWait, d.MaxWait)
+	setInt(&cfg.Queue, 16*cfg.MaxBatch)
+	setInt(&cfg.MaxInputs, 4*cfg.MaxBatch)
+	cfg.MaxInputs = min(cfg.MaxInputs, cfg.Queue)
+	set64(&cfg.MaxBytes, d.MaxBytes)
+	set64(&cfg.MaxPixels, d.MaxPixels)
+	set64(&cfg.MaxImageBytes, d.MaxImageBytes)
+	setInt(&cfg.MaxScans, d.MaxScans)
+	set64(&cfg.BodyMemory, 16*cfg.MaxBytes)
+	setDur(&cfg.Timeout, d.Timeout)
+	setDur(&cfg.ReadTimeout, d.ReadTimeout)
+	setDur(&cfg.IdleTimeout, d.IdleTimeout)
+	setInt(&cfg.SmallBatch, d.SmallBatch)
+	if cfg.BodyMemory < cfg.MaxBytes {
+		return cfg, fmt.Errorf("serve: BodyMemory %d is below MaxBytes %d: a request of the largest size allowed could never be held", cfg.BodyMemory, cfg.MaxBytes)
+	}
+	if cfg.Queue < cfg.MaxBatch {
+		return cfg, fmt.Errorf("serve: Queue %d is below MaxBatch %d", cfg.Queue, cfg.MaxBatch)
+	}
+	if cfg.Device == "cuda:all" || strings.Contains(cfg.Device, ",") {
+		return cfg, fmt.Errorf("serve: device %q: a server runs one model replica; name one device (run one server per GPU)", cfg.Device)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+var errShutdown = errors.New("the server is shutting down")
 
 // Server is an http.Handler serving /v1/score, /healthz, /readyz and /metrics.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	model   *gaia.Model
-	mod     *torch.Module
-	scorer  *gaia.Scorer
+	gated   *gaia.Gated // nil without a gate
 	gate    *gaia.Gate
 	dec     *decoder
-	labels  []string
-	modelID string
-
-	q       *queue
-	decode  chan struct{}
 	bodies  *budget
 	mux     *http.ServeMux
 	metrics *metrics
 
-	ready     atomic.Bool
 	closing   atomic.Bool
-	warmErr   atomic.Pointer[error] // the warm-up's error, if it failed
-	warmed    chan struct{}         // closed when the warm-up has ended
 	closeOnce sync.Once
-	done      chan struct{} // closed when the batcher has stopped
 	closeErr  error
-
-	beforeBatch func()
 }
 
-// New loads the model and the gate, checks that they belong together, and
-// starts the batcher; the model is warmed up in the background (Ready).
-func New(cfg Config) (*Server, error) { return newServer(cfg, nil) }
-
-// newServer is New with a hook the batcher calls before each batch (tests
-// hold it to fill the queue).
-func newServer(cfg Config, beforeBatch func()) (*Server, error) {
-	if cfg.Model == "" {
-		return nil, errors.New("serve: no model")
+// New opens the model (with the gate, through gaia.OpenGate, which checks
+// that they belong together), warms it up, and returns a server ready to
+// answer: a model that cannot score a full batch fails here.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Device == "" {
-		cfg.Device = "auto"
-	}
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 32
-	}
-	if cfg.MaxWait == 0 {
-		cfg.MaxWait = 5 * time.Millisecond
-	}
-	if cfg.Queue <= 0 {
-		cfg.Queue = 16 * cfg.MaxBatch
-	}
-	if cfg.MaxInputs <= 0 {
-		cfg.MaxInputs = 4 * cfg.MaxBatch
-	}
-	cfg.MaxInputs = min(cfg.MaxInputs, cfg.Queue)
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 32 << 20
-	}
-	if cfg.MaxPixels <= 0 {
-		cfg.MaxPixels = 4096 * 4096
-	}
-	if cfg.MaxImageBytes <= 0 {
-		cfg.MaxImageBytes = 128 << 20
-	}
-	if cfg.BodyMemory <= 0 {
-		cfg.BodyMemory = 16 * cfg.MaxBytes
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
-	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 20 * time.Second
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 30 * time.Second
-	}
-	if cfg.SmallBatch <= 0 {
-		cfg.SmallBatch = 4
-	}
-	if cfg.DecodeWorkers <= 0 {
-		cfg.DecodeWorkers = runtime.NumCPU()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger, beforeBatch: beforeBatch, decode: make(chan struct{}, cfg.DecodeWorkers), done: make(chan struct{}), warmed: make(chan struct{}),
-		bodies: &budget{limit: cfg.BodyMemory}}
-
-	if cfg.Device == "cuda:all" || strings.Contains(cfg.Device, ",") {
-		return nil, fmt.Errorf("serve: device %q: a server runs one model replica; name one device (run one server per GPU)", cfg.Device)
-	}
-	mc := gaia.ModelConfig{Path: cfg.Model, Device: cfg.Device, Detectors: cfg.Detectors, Settings: cfg.Settings.Clone(), Fit: cfg.Fit}
-	if mc.Settings == nil {
-		mc.Settings = gaia.Settings{}
-	}
-	var g *gaia.Gate
+	s := &Server{cfg: cfg, log: cfg.Logger, bodies: &budget{limit: cfg.BodyMemory}, metrics: newMetrics(cfg.MaxBatch)}
+	opt := gaia.Options{Device: cfg.Device, Detectors: cfg.Detectors, Settings: cfg.Settings, Fit: cfg.Fit,
+		Input: cfg.Input, Mean: cfg.Mean, Std: cfg.Std,
+		Transform: cfg.Transform, Limits: data.Limits{Pixels: cfg.MaxPixels, Bytes: cfg.MaxImageBytes, Scans: cfg.MaxScans},
+		MaxBatch: cfg.MaxBatch, MaxWait: cfg.MaxWait, Queue: cfg.Queue, DecodeWorkers: cfg.DecodeWorkers,
+		Threads: cfg.Threads, SmallBatch: cfg.SmallBatch,
+		OnBatch: func(n int, d time.Duration) {
+			s.metrics.batchSize.Observe(float64(n))
+			s.metrics.batchSeconds.Observe(d.Seconds())
+		},
+		OnQueue: func(n int) { s.metrics.queueDepth.Set(float64(n)) }}
+	ctx := context.Background()
 	if cfg.Gate != "" {
-		var err error
-		if g, err = gaia.LoadGate(cfg.Gate); err != nil {
+		g, err := gaia.LoadGate(cfg.Gate)
+		if err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
-		if mc.Fit == "" && g.Fit != nil {
-			mc.Fit = g.Fit.Path
-		}
-	}
-	model, err := gaia.ReadModel(mc)
-	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
-	meta := model.Meta
-	s.labels, s.modelID = meta.ClassNames, model.SHA256
-	transform := cfg.Transform
-	if g != nil {
-		if g.Fit != nil && g.Fit.SHA256 != model.FitSHA {
-			return nil, fmt.Errorf("serve: gate %s was calibrated with fit %s (sha256 %.12s), not with %q (sha256 %.12s)",
-				cfg.Gate, g.Fit.Path, g.Fit.SHA256, mc.Fit, model.FitSHA)
-		}
-		if g.ModelSHA256 != "" && g.ModelSHA256 != model.SHA256 {
-			return nil, fmt.Errorf("serve: gate %s was calibrated on %s (sha256 %.12s), not on %s (sha256 %.12s)",
-				cfg.Gate, g.Model, g.ModelSHA256, cfg.Model, model.SHA256)
-		}
-		s.gate = g
-		// The gate's detector first, computed as it was calibrated.
-		dets := []string{g.Detector}
-		for _, d := range mc.Detectors {
-			if d != g.Detector {
-				dets = append(dets, d)
-			}
-		}
-		model.Config.Detectors = dets
-		for k, v := range g.Settings {
-			model.Config.Settings[k] = v
-		}
-		if transform == "" {
-			transform = g.Transform
-		}
-	} else if len(mc.Detectors) == 0 {
-		model.Config.Detectors = []string{gaia.GAIAZ}
-	}
-	if transform == "" {
-		transform = meta.Transform
-	}
-	c, h, w := model.Input()
-	tf, err := data.ParseTransform(transform, c, h, w, meta.Mean, meta.Std)
-	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
-	s.dec = &decoder{shape: shape{c, h, w}, transform: tf, maxPixels: cfg.MaxPixels, maxBytes: cfg.MaxImageBytes, maxInputs: cfg.MaxInputs}
-
-	if err := model.Load(); err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
-	s.model, s.mod, s.scorer = model, model.Replicas[0], model.Scorer()
-	if s.gate != nil {
-		if err := checkGateTaps(s.gate, s.scorer); err != nil {
-			model.Close()
+		if s.gated, err = gaia.OpenGate(ctx, cfg.Model, g, opt); err != nil {
 			return nil, fmt.Errorf("serve: gate %s: %w", cfg.Gate, err)
 		}
+		s.gate, s.model = g, s.gated.Model()
+	} else {
+		if len(opt.Detectors) == 0 {
+			opt.Detectors = []string{gaia.GAIAZ}
+		}
+		if s.model, err = gaia.Open(ctx, cfg.Model, opt); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
 	}
-	s.metrics = newMetrics(cfg.MaxBatch)
-	s.q = newQueue(cfg.Queue, func(n int) { s.metrics.queueDepth.Set(float64(n)) })
+	c, h, w := s.model.Input()
+	s.dec = &decoder{shape: shape{c, h, w}, maxInputs: cfg.MaxInputs}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /v1/score", s.handleScore)
 	s.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
@@ -260,57 +239,14 @@ func newServer(cfg Config, beforeBatch func()) (*Server, error) {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	s.mux.HandleFunc("GET /readyz", s.handleReady)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
-	s.log.Info("model loaded", "model", cfg.Model, "device", s.mod.Device(), "detectors", s.scorer.Detectors(),
-		"transform", tf.Describe(), "gate", cfg.Gate, "max_batch", cfg.MaxBatch, "max_wait", cfg.MaxWait, "queue", cfg.Queue)
-	go s.run()
+	s.log.Info("ready", "model", cfg.Model, "device", s.model.Devices(), "detectors", s.model.Detectors(),
+		"transform", s.model.Transform(), "gate", cfg.Gate, "max_batch", cfg.MaxBatch, "max_wait", cfg.MaxWait, "queue", cfg.Queue)
 	return s, nil
 }
 
-// checkGateTaps refuses a scorer whose taps differ from the gate's.
-func checkGateTaps(g *gaia.Gate, s *gaia.Scorer) error {
-	if len(g.Taps) == 0 {
-		return nil
-	}
-	taps := s.TapNames(g.Detector)
-	if len(taps) != len(g.Taps) {
-		return fmt.Errorf("calibrated with %d taps (%s), the model gives %d (%s)", len(g.Taps), brief(g.Taps), len(taps), brief(taps))
-	}
-	for i, t := range taps {
-		if t != g.Taps[i] {
-			return fmt.Errorf("calibrated with tap %s, the model gives %s", g.Taps[i], t)
-		}
-	}
-	return nil
-}
-
-// brief lists at most four names.
-func brief(names []string) string {
-	if len(names) > 4 {
-		return strings.Join(names[:4], ", ") + fmt.Sprintf(", ... %d more", len(names)-4)
-	}
-	return strings.Join(names, ", ")
-}
-
-// Ready reports whether the model is loaded and warmed up and the server is
-// not shutting down.
-func (s *Server) Ready() bool { return s.ready.Load() && !s.closing.Load() }
-
-// WaitReady waits for the warm-up (a batch of 1 and one of MaxBatch) and
-// returns its error: a model that cannot score a full batch (out of memory
-// at MaxBatch, a forward that raises) fails here, and the server then
-// answers every score request with 503 and the error, and never reports
-// ready. gaia serve exits with it.
-func (s *Server) WaitReady(ctx context.Context) error {
-	select {
-	case <-s.warmed:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if e := s.warmErr.Load(); e != nil {
-		return *e
-	}
-	return nil
-}
+// Ready reports whether the server takes requests: it is open and not
+// shutting down.
+func (s *Server) Ready() bool { return !s.closing.Load() }
 
 // HTTPServer is an http.Server for s with the timeouts a public listener
 // needs: headers within 10s, bodies within ReadTimeout (the handler sets
@@ -324,7 +260,10 @@ func (s *Server) HTTPServer() *http.Server {
 }
 
 // Detectors are the detectors scored for each input, gate's first.
-func (s *Server) Detectors() []string { return s.scorer.Detectors() }
+func (s *Server) Detectors() []string { return s.model.Detectors() }
+
+// Model is the model the server scores with.
+func (s *Server) Model() *gaia.Model { return s.model }
 
 // Registry is the server's Prometheus registry (what /metrics serves), for
 // embedders that gather it elsewhere.
@@ -333,94 +272,16 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 // ServeHTTP routes to the endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Close stops taking requests, scores those already queued, then frees the
-// model. Requests in flight get their answers; new ones get 503. It waits
-// for the batcher and is safe to call more than once.
+// Close stops taking requests (503), lets those in flight be scored and
+// answered, then frees the model (gaia.Model.Close). It is safe to call
+// more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
-		s.q.close()
-		<-s.done
 		s.closeErr = s.model.Close()
 		s.log.Info("server closed")
 	})
 	return s.closeErr
-}
-
-// run warms the model up, then scores batches until the queue closes.
-func (s *Server) run() {
-	defer close(s.done)
-	start := time.Now()
-	per := s.dec.shape.size()
-	buf := make([]float32, s.cfg.MaxBatch*per)
-	for _, n := range []int{1, s.cfg.MaxBatch} {
-		x := &torch.Tensor{Shape: []int{n, s.dec.shape.c, s.dec.shape.h, s.dec.shape.w}, Data: buf[:n*per]}
-		if _, err := s.scorer.Score(x); err != nil {
-			err = fmt.Errorf("serve: warm-up at batch %d (max batch %d) failed: %w", n, s.cfg.MaxBatch, err)
-			s.log.Error("warm-up failed: not ready", "batch", n, "err", err)
-			s.warmErr.Store(&err)
-			break
-		}
-	}
-	failed := s.warmErr.Load()
-	if failed == nil {
-		s.ready.Store(true)
-		s.log.Info("ready", "warmup", time.Since(start).Round(time.Millisecond))
-	}
-	close(s.warmed)
-	var batch []segment
-	for {
-		var ok bool
-		batch, ok = s.q.gather(batch[:0], s.cfg.MaxBatch, s.cfg.MaxWait)
-		if !ok {
-			return
-		}
-		if failed != nil { // requests that raced the warm-up
-			for _, sg := range batch {
-				sg.j.complete(sg.from, nil, &requestError{http.StatusServiceUnavailable, (*failed).Error()})
-			}
-			continue
-		}
-		if s.beforeBatch != nil {
-			s.beforeBatch()
-		}
-		s.score(batch, buf)
-	}
-}
-
-// score runs one batch and hands each job its outputs.
-func (s *Server) score(batch []segment, buf []float32) {
-	per := s.dec.shape.size()
-	n := 0
-	for _, sg := range batch {
-		n += copy(buf[n*per:], sg.j.x[sg.from*per:sg.to*per]) / per
-	}
-	if n < s.cfg.SmallBatch && !strings.HasPrefix(s.mod.Device(), "cuda") {
-		s.mod.SetThreads(1)
-	} else {
-		s.mod.SetThreads(s.cfg.Threads)
-	}
-	t0 := time.Now()
-	x := &torch.Tensor{Shape: []int{n, s.dec.shape.c, s.dec.shape.h, s.dec.shape.w}, Data: buf[:n*per]}
-	bs, err := s.scorer.Score(x)
-	s.metrics.batchSize.Observe(float64(n))
-	s.metrics.batchSeconds.Observe(time.Since(t0).Seconds())
-	if err != nil {
-		s.log.Error("batch failed", "inputs", n, "err", err)
-	}
-	i := 0
-	for _, sg := range batch {
-		if err != nil {
-			sg.j.complete(sg.from, nil, fmt.Errorf("scoring failed: %w", err))
-			continue
-		}
-		outs := make([]output, sg.to-sg.from)
-		for k := range outs {
-			outs[k] = output{pred: bs.Pred[i], prob: bs.Prob[i], scores: bs.Sample(i)}
-			i++
-		}
-		sg.j.complete(sg.from, outs, nil)
-	}
 }
 
 // Response is the answer to POST /v1/score.
@@ -494,16 +355,11 @@ type errorBody struct {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case s.closing.Load():
+	if s.closing.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
-	case s.warmErr.Load() != nil:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warm-up failed", "error": (*s.warmErr.Load()).Error()})
-	case !s.ready.Load():
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warming up"})
-	default:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
 	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
@@ -512,17 +368,13 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, start, &requestError{http.StatusServiceUnavailable, errShutdown.Error()})
 		return
 	}
-	if e := s.warmErr.Load(); e != nil {
-		s.writeError(w, r, start, &requestError{http.StatusServiceUnavailable, (*e).Error()})
-		return
-	}
 	if r.ContentLength > s.cfg.MaxBytes {
 		s.writeError(w, r, start, &requestError{http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxBytes)})
 		return
 	}
 	// The whole body first, within ReadTimeout and the body budget; only
-	// then a decode slot, so a slow client holds neither a slot nor more
+	// then decoding, so a slow client holds neither a decode slot nor more
 	// memory than it has sent.
 	raw, held, err := s.readBody(w, r)
 	defer s.bodies.release(held)
@@ -532,65 +384,42 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout) // decode, queue and scoring
 	defer cancel()
-	select {
-	case s.decode <- struct{}{}:
-	case <-ctx.Done():
-		s.writeError(w, r, start, ctxError(r, ctx))
-		return
-	}
-	in, err := s.dec.decode(r.Header.Get("Content-Type"), bytes.NewReader(raw))
-	<-s.decode
+	in, err := s.dec.decode(r.Header.Get("Content-Type"), raw)
 	raw = nil
 	if err != nil {
 		s.writeError(w, r, start, err)
 		return
 	}
-	j := newJob(ctx, in.x, in.n)
-	if err := s.q.push(j); err != nil {
-		status := http.StatusServiceUnavailable
-		if errors.Is(err, errQueueFull) {
-			w.Header().Set("Retry-After", "1")
-		}
-		s.writeError(w, r, start, &requestError{status, err.Error()})
+	var res []gaia.Result
+	if in.images != nil {
+		res, err = s.model.ScoreImages(ctx, in.images)
+	} else {
+		res, err = s.model.ScoreTensor(ctx, in.x, in.n)
+	}
+	in.images, in.x = nil, nil
+	if err != nil {
+		s.writeError(w, r, start, s.scoreError(r, ctx, err, in))
 		return
 	}
-	select {
-	case <-j.finished:
-	case <-ctx.Done():
-		s.q.remove(j)
-		select {
-		case <-j.finished: // finished meanwhile: answer it
-		default:
-			s.writeError(w, r, start, ctxError(r, ctx))
-			return
-		}
-	}
-	if j.err != nil {
-		s.writeError(w, r, start, j.err)
-		return
-	}
-	dets := s.scorer.Detectors()
-	resp := Response{Model: s.modelID, Detectors: dets, Results: make([]Result, in.n)}
-	for i, o := range j.res {
-		res := Result{Index: i, Name: in.names[i], Class: o.pred, Probability: Score(o.prob), Scores: make(map[string]Score, len(dets))}
-		if o.pred < len(s.labels) {
-			res.Label = s.labels[o.pred]
-		}
-		for d, name := range dets {
-			res.Scores[name] = Score(o.scores[d])
+	dets := s.model.Detectors()
+	resp := Response{Model: s.model.SHA256(), Detectors: dets, Results: make([]Result, len(res))}
+	for i, o := range res {
+		out := Result{Index: i, Name: in.names[i], Class: o.Pred, Label: o.Class, Probability: Score(o.Prob), Scores: make(map[string]Score, len(dets))}
+		for _, name := range dets {
+			out.Scores[name] = Score(o.Scores[name])
 		}
 		decision := "none"
 		if s.gate != nil {
-			sc := o.scores[0]         // the gate's detector is scored first
+			sc := o.Scores[s.gate.Detector]
 			ood := !s.gate.Accept(sc) // NaN is not accepted
-			res.Gate = &Decision{Detector: s.gate.Detector, Score: Score(sc), Threshold: s.gate.Threshold, OOD: ood}
+			out.Gate = &Decision{Detector: s.gate.Detector, Score: Score(sc), Threshold: s.gate.Threshold, OOD: ood}
 			decision = "accepted"
 			if ood {
 				decision = "ood"
 			}
 		}
 		s.metrics.inputs.WithLabelValues(decision).Inc()
-		resp.Results[i] = res
+		resp.Results[i] = out
 	}
 	b, err := json.Marshal(resp)
 	if err != nil { // never a 200 with a cut body
@@ -599,7 +428,29 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	}
 	writeBody(w, http.StatusOK, b)
 	s.metrics.observe(http.StatusOK, start)
-	s.log.Debug("scored", "inputs", in.n, "elapsed", time.Since(start))
+	s.log.Debug("scored", "inputs", len(res), "elapsed", time.Since(start))
+}
+
+// scoreError turns the library's error into the client's status: its own
+// input (400, naming the part), a full queue or a closing model (503), the
+// deadline or a client gone (503, 499), else a failure of the model (500).
+func (s *Server) scoreError(r *http.Request, ctx context.Context, err error, in *inputs) error {
+	var ie *gaia.ImageError
+	var te *gaia.InputError
+	switch {
+	case errors.As(err, &ie):
+		return badRequest("%s: %v", in.what(ie.Index), ie.Err)
+	case errors.As(err, &te):
+		return badRequest("%v", te)
+	case errors.Is(err, gaia.ErrQueueFull):
+		return &requestError{http.StatusServiceUnavailable, err.Error()}
+	case errors.Is(err, gaia.ErrClosed):
+		return &requestError{http.StatusServiceUnavailable, errShutdown.Error()}
+	case ctx.Err() != nil:
+		return ctxError(r, ctx)
+	}
+	s.log.Error("scoring failed", "err", err)
+	return fmt.Errorf("scoring failed: %w", err)
 }
 
 // readBody reads r's body whole: at most MaxBytes (413), within ReadTimeout

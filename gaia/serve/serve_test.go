@@ -30,7 +30,10 @@ import (
 
 	"github.com/gaia-ood/gaia/gaia"
 	"github.com/gaia-ood/gaia/gaia/data"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/scorefile"
 	"github.com/gaia-ood/gaia/internal/testenv"
+	"github.com/gaia-ood/gaia/internal/testhook"
 	"github.com/gaia-ood/gaia/torch"
 )
 
@@ -81,7 +84,14 @@ type fixture struct {
 
 func newFixture(t *testing.T, n int) *fixture {
 	t.Helper()
-	f := &fixture{model: mnistModel(t), dir: t.TempDir(), dets: []string{"gaia-z", "msp", "energy"}}
+	f := &fixture{dir: t.TempDir(), dets: []string{"gaia-z", "msp", "energy"}}
+	// A copy of its own: batch hooks are registered by model path.
+	f.model = filepath.Join(f.dir, "mnist_resnet.pt")
+	for _, ext := range []string{".pt", ".json"} {
+		b, err := os.ReadFile(strings.TrimSuffix(mnistModel(t), ".pt") + ext)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(strings.TrimSuffix(f.model, ".pt")+ext, b, 0o644))
+	}
 	imgDir := filepath.Join(f.dir, "images")
 	require.NoError(t, os.Mkdir(imgDir, 0o755))
 	for i := 0; i < n; i++ {
@@ -91,36 +101,25 @@ func newFixture(t *testing.T, n int) *fixture {
 		f.images = append(f.images, b)
 		f.names = append(f.names, name)
 	}
+	// The scores gaia score makes of the folder.
 	spec := "folder:" + imgDir
-	sp, err := data.ParseSpec(spec)
-	require.NoError(t, err)
-	src, err := data.Open(sp)
-	require.NoError(t, err)
-	meta, err := gaia.LoadMeta(f.model)
-	require.NoError(t, err)
-	tf, err := data.NewTransform(sp, 1, 28, 28, meta.Mean, meta.Std)
-	require.NoError(t, err)
-	m, err := torch.Load(f.model, testenv.Device())
+	m, err := gaia.Open(context.Background(), f.model, gaia.Options{Device: testenv.Device(), Detectors: f.dets, SkipWarmup: true})
 	require.NoError(t, err)
 	defer m.Close()
-	s, err := gaia.NewScorer(m, gaia.ScorerConfig{Detectors: f.dets, Std: meta.Std})
+	ds, err := m.Dataset(spec)
 	require.NoError(t, err)
 	out := filepath.Join(f.dir, "id.csv")
-	sw, err := gaia.CreateScoreWriter(out, f.dets, nil)
+	sw, err := scorefile.Create(out, f.dets, nil)
 	require.NoError(t, err)
-	_, err = gaia.ScoreDataset(context.Background(), s, &data.Loader{Src: src, Transform: tf, BatchSize: 7}, sw, nil)
+	_, err = m.ScoreDataset(context.Background(), ds, gaia.DatasetOptions{Batch: 7}, sw.Append)
 	require.NoError(t, err)
 	require.NoError(t, sw.Commit())
 	f.want, err = gaia.ReadScoreFile(out)
 	require.NoError(t, err)
-	hash, err := gaia.FileSHA256(f.model)
-	require.NoError(t, err)
-	sm := &gaia.ScoreMeta{Model: f.model, ModelSHA256: hash, Data: spec, Detectors: f.dets,
-		Settings: s.Settings(), Taps: map[string][]string{"gaia-z": s.TapNames("gaia-z")}}
-	g, err := gaia.NewGate(f.want, sm, "gaia-z", 0.5)
+	g, err := gaia.NewGate(f.want, m.Provenance(spec, n), "gaia-z", 0.5)
 	require.NoError(t, err)
 	f.gate = filepath.Join(f.dir, "gate.json")
-	require.NoError(t, gaia.WriteJSON(f.gate, g))
+	require.NoError(t, outfile.WriteJSON(f.gate, g))
 	return f
 }
 
@@ -129,14 +128,31 @@ func (f *fixture) config() Config {
 		MaxBatch: 8, MaxWait: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
+// startServer starts a server, its batcher calling hook (if any) before
+// each batch.
 func startServer(t *testing.T, cfg Config, hook func()) (*Server, *httptest.Server) {
 	t.Helper()
-	s, err := newServer(cfg, hook)
+	if hook != nil {
+		t.Cleanup(testhook.HoldBatches(cfg.Model, hook))
+	}
+	s, err := New(cfg)
 	require.NoError(t, err)
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() { hs.Close(); s.Close() })
-	require.Eventually(t, s.Ready, 60*time.Second, 10*time.Millisecond, "server never became ready")
+	require.True(t, s.Ready())
 	return s, hs
+}
+
+// gauge reads a gauge of the server's metrics.
+func gauge(t testing.TB, s *Server, name string) float64 {
+	mfs, err := s.Registry().Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 func post(t testing.TB, url, ctype string, body []byte) (int, []byte, http.Header) {
@@ -396,20 +412,22 @@ func repeat(r []float32, n int) [][]float32 {
 }
 
 // With the batcher held, a full queue answers 503 with Retry-After, a
-// request whose deadline passes leaves the queue (its inputs are never
-// scored), and released requests are all answered.
+// request whose client goes away leaves the queue (its inputs are never
+// scored), one whose deadline passes is answered 503, and released
+// requests are all answered.
 func TestServeBackPressureAndDeadline(t *testing.T) {
 	f := newFixture(t, 4)
-	hold := make(chan struct{})
+	hold, entered := make(chan struct{}), make(chan struct{}, 16)
 	var once sync.Once
 	release := func() { once.Do(func() { close(hold) }) }
 	defer release()
 	cfg := f.config()
 	cfg.MaxBatch = 2
-	cfg.Queue = 4
+	cfg.Queue = 5
 	cfg.MaxWait = time.Millisecond
-	cfg.Timeout = 2 * time.Second
-	s, hs := startServer(t, cfg, func() { <-hold })
+	cfg.Timeout = 3 * time.Second
+	s, hs := startServer(t, cfg, func() { entered <- struct{}{}; <-hold })
+	waiting := func() float64 { return gauge(t, s, "gaia_serve_queue_depth") }
 
 	// One request of two inputs goes to the held batch; four fill the queue.
 	type answer struct {
@@ -423,21 +441,14 @@ func TestServeBackPressureAndDeadline(t *testing.T) {
 	}
 	mpType, mpBody := multipartBody(t, f.names[:2], f.images[:2])
 	go send(mpType, mpBody)
-	require.Eventually(t, func() bool { return s.q.handedOut() == 2 }, 10*time.Second, time.Millisecond)
+	<-entered
 	for i := 0; i < 4; i++ {
 		go send("image/png", f.images[i])
 	}
-	require.Eventually(t, func() bool { return s.q.pendingInputs() == 4 }, 10*time.Second, time.Millisecond)
-	status, b, h := post(t, hs.URL, "image/png", f.images[0])
-	assert.Equal(t, http.StatusServiceUnavailable, status, string(b))
-	assert.Contains(t, string(b), "queue is full")
-	assert.Equal(t, "1", h.Get("Retry-After"))
+	require.Eventually(t, func() bool { return waiting() == 4 }, 10*time.Second, time.Millisecond)
 
 	// A client that gives up leaves the queue at once.
 	ctx, cancel := context.WithCancel(context.Background())
-	s.q.mu.Lock()
-	s.q.limit = 5
-	s.q.mu.Unlock()
 	gone := make(chan error, 1)
 	go func() {
 		req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/score", bytes.NewReader(f.images[1]))
@@ -445,10 +456,14 @@ func TestServeBackPressureAndDeadline(t *testing.T) {
 		_, err := http.DefaultClient.Do(req)
 		gone <- err
 	}()
-	require.Eventually(t, func() bool { return s.q.pendingInputs() == 5 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return waiting() == 5 }, 10*time.Second, time.Millisecond)
+	status, b, h := post(t, hs.URL, "image/png", f.images[0])
+	assert.Equal(t, http.StatusServiceUnavailable, status, string(b))
+	assert.Contains(t, string(b), "queue is full")
+	assert.Equal(t, "1", h.Get("Retry-After"))
 	cancel()
 	require.Error(t, <-gone)
-	require.Eventually(t, func() bool { return s.q.pendingInputs() == 4 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return waiting() == 4 }, 10*time.Second, time.Millisecond)
 
 	// The server's own deadline: every held request times out (503), and the
 	// queue empties.
@@ -459,13 +474,13 @@ func TestServeBackPressureAndDeadline(t *testing.T) {
 		assert.Contains(t, string(a.body), "timed out")
 	}
 	assert.Equal(t, map[int]int{503: 5}, got)
-	assert.Equal(t, 0, s.q.pendingInputs())
 	release()
 
 	// Afterwards: only the two inputs that were in the held batch were
 	// scored, and the server answers again.
 	status, b, _ = post(t, hs.URL, "image/png", f.images[2])
 	require.Equal(t, 200, status, string(b))
+	assert.Equal(t, float64(0), waiting())
 	_, sum := histogramSum(t, s, "gaia_serve_batch_size")
 	assert.Equal(t, float64(3), sum)
 	assert.Equal(t, float64(1), counter(t, s, "gaia_serve_requests_total", "499"))
@@ -474,10 +489,10 @@ func TestServeBackPressureAndDeadline(t *testing.T) {
 // Close answers the requests in flight, then refuses new ones.
 func TestServeGracefulClose(t *testing.T) {
 	f := newFixture(t, 6)
-	hold := make(chan struct{})
+	hold, entered := make(chan struct{}), make(chan struct{}, 16)
 	cfg := f.config()
 	cfg.MaxBatch = 2
-	s, hs := startServer(t, cfg, func() { <-hold })
+	s, hs := startServer(t, cfg, func() { entered <- struct{}{}; <-hold })
 	answers := make(chan int, 6)
 	for i := 0; i < 6; i++ {
 		go func(i int) {
@@ -485,7 +500,8 @@ func TestServeGracefulClose(t *testing.T) {
 			answers <- status
 		}(i)
 	}
-	require.Eventually(t, func() bool { return s.q.pendingInputs()+s.q.handedOut() == 6 }, 10*time.Second, time.Millisecond)
+	<-entered
+	require.Eventually(t, func() bool { return gauge(t, s, "gaia_serve_queue_depth") == 4 }, 10*time.Second, time.Millisecond)
 	closed := make(chan error)
 	go func() { closed <- s.Close() }()
 	require.Eventually(t, func() bool { return !s.Ready() }, 5*time.Second, time.Millisecond)
@@ -516,27 +532,47 @@ func TestServeConfigErrors(t *testing.T) {
 	// A gate calibrated on another model is refused, naming both.
 	g, err := gaia.LoadGate(f.gate)
 	require.NoError(t, err)
+	sha := g.ModelSHA256
 	g.ModelSHA256 = strings.Repeat("ab", 32)
 	other := filepath.Join(f.dir, "other-gate.json")
-	require.NoError(t, gaia.WriteJSON(other, g))
+	require.NoError(t, outfile.WriteJSON(other, g))
 	cfg = f.config()
 	cfg.Gate = other
 	_, err = New(cfg)
-	assert.ErrorContains(t, err, "was calibrated on")
+	var mm *gaia.MismatchError
+	require.ErrorAs(t, err, &mm)
+	assert.Equal(t, "model", mm.What)
+	assert.ErrorContains(t, err, "model differs from the gate's: calibrated with")
+	assert.ErrorContains(t, err, "sha256 abababababab")
 	assert.ErrorContains(t, err, "other-gate.json")
 
 	// A gate whose taps the model does not have, pinned as calibrate pins
 	// them, or only listed.
-	g.ModelSHA256 = ""
+	g.ModelSHA256 = sha
 	g.Taps = []string{"layer9.bn"}
 	g.Settings["taps-z"] = "layer9.bn"
-	require.NoError(t, gaia.WriteJSON(other, g))
+	require.NoError(t, outfile.WriteJSON(other, g))
 	_, err = New(cfg)
 	assert.ErrorContains(t, err, `"layer9.bn" matches no normalization tap`)
 	g.Settings["taps-z"] = "layer1" // a selection that no longer gives the taps calibrated with
-	require.NoError(t, gaia.WriteJSON(other, g))
+	require.NoError(t, outfile.WriteJSON(other, g))
 	_, err = New(cfg)
+	require.ErrorAs(t, err, &mm)
+	assert.Equal(t, "taps", mm.What)
 	assert.ErrorContains(t, err, "calibrated with 1 taps (layer9.bn)")
+
+	// The gate's detector runs with the gate's settings: other ones are a
+	// mismatch, not silently replaced.
+	g, err = gaia.LoadGate(f.gate)
+	require.NoError(t, err)
+	cfg = f.config()
+	cfg.Settings = gaia.Settings{"taps-z": "layer1"}
+	_, err = New(cfg)
+	require.ErrorAs(t, err, &mm)
+	assert.Equal(t, "settings", mm.What)
+	assert.ErrorContains(t, err, "taps-z")
+	cfg = f.config()
+	cfg.Device = "cuda:all"
 	cfg.Device = "cuda:all"
 	_, err = New(cfg)
 	assert.ErrorContains(t, err, "one model replica")
@@ -561,7 +597,7 @@ func TestServeTransform(t *testing.T) {
 	g, err := gaia.LoadGate(f.gate)
 	require.NoError(t, err)
 	g.Transform = "resize=28x28"
-	require.NoError(t, gaia.WriteJSON(f.gate, g))
+	require.NoError(t, outfile.WriteJSON(f.gate, g))
 	_, hs := startServer(t, f.config(), nil)
 	big := pngBytes(t, 7, 56, 56)
 	status, b, _ := post(t, hs.URL, "image/png", big)

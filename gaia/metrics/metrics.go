@@ -1,4 +1,4 @@
-package gaia
+package metrics
 
 import (
 	"errors"
@@ -30,7 +30,7 @@ type Metrics struct {
 	NumID            int     `json:"n_id"`
 	NumOOD           int     `json:"n_ood"`
 	// NaNID and NaNOOD count the NaN scores, ranked as the most OOD (tied
-	// with +Inf), as a gate rejects them (NonFinite).
+	// with +Inf), as a gate rejects them (gaia.NonFinite).
 	NaNID  int `json:"nan_id,omitempty"`
 	NaNOOD int `json:"nan_ood,omitempty"`
 }
@@ -194,4 +194,31 @@ func Threshold95(id []float64) float64 {
 	// whole ties at once) whose TPR reaches 0.95, as fprAtTPR finds it.
 	k := int(math.Ceil(0.95*float64(len(s)) - 1e-12*float64(len(s))))
 	return s[max(k, 1)-1]
+}
+
+// Calibrate returns the smallest threshold that accepts at least tpr of the
+// in-distribution scores id (a score is accepted when it is <= the
+// threshold), and the fraction it really accepts (ties), NaN counting as
+// +Inf (never accepted). A threshold that would be +Inf (more than 1 - tpr of
+// the scores NaN or +Inf) is refused: no finite threshold accepts that
+// fraction.
+func Calibrate(id []float64, tpr float64) (threshold, measured float64, err error) {
+	if len(id) == 0 {
+		return 0, 0, fmt.Errorf("calibrate: %w", ErrEmptySet)
+	}
+	if !(tpr > 0 && tpr <= 1) {
+		return 0, 0, fmt.Errorf("calibrate: tpr %v must be in (0, 1]", tpr)
+	}
+	s, nan := rankNaN(id)
+	s = append([]float64(nil), s...)
+	sort.Float64s(s)
+	k := int(math.Ceil(tpr*float64(len(s)) - 1e-9))
+	k = max(1, min(len(s), k))
+	threshold = s[k-1]
+	if math.IsInf(threshold, 0) {
+		inf := len(s) - sort.Search(len(s), func(i int) bool { return math.IsInf(s[i], 1) })
+		return 0, 0, fmt.Errorf("calibrate: %d of %d in-distribution scores are NaN (%d) or +Inf: no finite threshold accepts %.4g of them", inf, len(s), nan, tpr)
+	}
+	n := sort.Search(len(s), func(i int) bool { return s[i] > threshold })
+	return threshold, float64(n) / float64(len(s)), nil
 }

@@ -1,4 +1,4 @@
-package gaia
+package outfile
 
 import (
 	"os"
@@ -16,7 +16,7 @@ import (
 
 func writeOut(t *testing.T, path, text string) error {
 	t.Helper()
-	return WriteFileAtomic(path, []byte(text))
+	return WriteFile(path, []byte(text))
 }
 
 // Regular files are replaced whole, new ones 0644 less the umask, replaced
@@ -50,9 +50,9 @@ func TestOutputRegular(t *testing.T) {
 // replaced by a regular file).
 func TestOutputSpecial(t *testing.T) {
 	dir := t.TempDir()
-	_, err := CreateOutput(dir)
+	_, err := Create(dir)
 	assert.ErrorContains(t, err, "is a directory, not a regular file")
-	_, err = CreateOutput(filepath.Join(dir, "no", "such", "x.csv"))
+	_, err = Create(filepath.Join(dir, "no", "such", "x.csv"))
 	assert.ErrorContains(t, err, "its folder")
 
 	// /dev/null stays a device: written in place.
@@ -88,7 +88,7 @@ func TestOutputSpecial(t *testing.T) {
 	require.NoError(t, err)
 	defer syscall.Close(fd)
 	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}))
-	_, err = CreateOutput(sock)
+	_, err = Create(sock)
 	assert.ErrorContains(t, err, "is a socket")
 }
 
@@ -144,18 +144,18 @@ func TestOutputStalePartials(t *testing.T) {
 	}
 }
 
-// CommitOutputs lands all or none: when a rename fails, the files renamed
+// Commit lands all or none: when a rename fails, the files renamed
 // before it are removed and no temporary is left.
 func TestCommitOutputsAllOrNone(t *testing.T) {
 	dir := t.TempDir()
-	a, err := CreateOutput(filepath.Join(dir, "a.csv.json"))
+	a, err := Create(filepath.Join(dir, "a.csv.json"))
 	require.NoError(t, err)
-	b, err := CreateOutput(filepath.Join(dir, "a.csv"))
+	b, err := Create(filepath.Join(dir, "a.csv"))
 	require.NoError(t, err)
 	a.Write([]byte("{}"))
 	b.Write([]byte("rows"))
 	b.final = filepath.Join(dir, "gone", "a.csv") // its folder vanished meanwhile
-	require.Error(t, CommitOutputs(a, b))
+	require.Error(t, Commit(a, b))
 	entries, _ := os.ReadDir(dir)
 	assert.Empty(t, entries, "neither the sidecar nor a temporary is left")
 }

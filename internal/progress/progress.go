@@ -1,4 +1,5 @@
-package gaia
+// Package progress draws a progress bar of a long phase on stderr.
+package progress
 
 import (
 	"fmt"
@@ -8,10 +9,10 @@ import (
 	"time"
 )
 
-// Progress reports a long phase on a writer (stderr): done/total, items per
+// Bar reports a long phase on a writer (stderr): done/total, items per
 // second and the time left, redrawn in place at most every 250 ms, and a
-// final line when it ends. A nil *Progress reports nothing.
-type Progress struct {
+// final line when it ends. A nil *Bar reports nothing.
+type Bar struct {
 	mu    sync.Mutex
 	w     io.Writer
 	name  string
@@ -24,18 +25,18 @@ type Progress struct {
 	next  int  // the next 10% step to print, without a terminal
 }
 
-// NewProgress starts reporting phase name of total items on w; w nil gives a
-// silent Progress.
-func NewProgress(w io.Writer, name string, total int) *Progress {
+// New starts reporting phase name of total items on w; w nil gives a
+// silent Bar.
+func New(w io.Writer, name string, total int) *Bar {
 	if w == nil {
 		return nil
 	}
 	now := time.Now()
-	return &Progress{w: w, name: name, total: total, start: now, last: now.Add(-time.Second), tty: isTerminal(w), next: 1}
+	return &Bar{w: w, name: name, total: total, start: now, last: now.Add(-time.Second), tty: isTerminal(w), next: 1}
 }
 
 // Add records n more items done.
-func (p *Progress) Add(n int) {
+func (p *Bar) Add(n int) {
 	if p == nil {
 		return
 	}
@@ -59,7 +60,7 @@ func (p *Progress) Add(n int) {
 }
 
 // Finish ends the line.
-func (p *Progress) Finish() {
+func (p *Bar) Finish() {
 	if p == nil {
 		return
 	}
@@ -69,7 +70,7 @@ func (p *Progress) Finish() {
 	fmt.Fprintln(p.w)
 }
 
-func (p *Progress) draw(final bool) {
+func (p *Bar) draw(final bool) {
 	el := time.Since(p.start).Seconds()
 	rate := 0.0
 	if el > 0 {

@@ -1,4 +1,4 @@
-package serve
+package gaia
 
 import (
 	"context"
@@ -10,6 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+func newJob(ctx context.Context, x []float32, n int) *job {
+	return &job{ctx: ctx, x: x, n: n, res: make([]Result, n), finished: make(chan struct{})}
+}
+
 func spans(batch []segment, jobs map[*job]string) []string {
 	var out []string
 	for _, sg := range batch {
@@ -18,35 +22,33 @@ func spans(batch []segment, jobs map[*job]string) []string {
 	return out
 }
 
-// Example_batching: three requests of 3, 5 and 2 inputs fill batches of at
-// most 4 inputs in arrival order, a request spanning batches; a request
-// whose client has gone is dropped before it is batched.
-func Example_batching() {
-	q := newQueue(16, func(int) {})
+// Three calls of 3, 5 and 2 inputs fill batches of at most 4 inputs in
+// arrival order, a call spanning batches; a call whose context has ended
+// is dropped before it is batched, and a call that would pass the bound is
+// refused at once.
+func TestQueueBatching(t *testing.T) {
+	q := newQueue(16, nil)
 	ctx := context.Background()
 	gone, cancel := context.WithCancel(ctx)
 	a, b, c, d := newJob(ctx, nil, 3), newJob(ctx, nil, 5), newJob(gone, nil, 4), newJob(ctx, nil, 2)
 	names := map[*job]string{a: "a", b: "b", c: "c", d: "d"}
 	for _, j := range []*job{a, b, c, d} {
-		if err := q.push(j); err != nil {
-			fmt.Println(err)
-		}
+		require.NoError(t, q.push(j))
 	}
 	cancel()
-	fmt.Println(q.push(newJob(ctx, nil, 3)))
+	err := q.push(newJob(ctx, nil, 3))
+	assert.ErrorIs(t, err, ErrQueueFull)
+	assert.EqualError(t, err, "the queue is full: 14 inputs waiting, 3 more would pass the bound of 16")
 	q.close()
+	var got [][]string
 	for {
 		batch, ok := q.gather(nil, 4, time.Millisecond)
 		if !ok {
 			break
 		}
-		fmt.Println(spans(batch, names))
+		got = append(got, spans(batch, names))
 	}
-	// Output:
-	// the queue is full
-	// [a[0:3] b[0:1]]
-	// [b[1:5]]
-	// [d[0:2]]
+	assert.Equal(t, [][]string{{"a[0:3]", "b[0:1]"}, {"b[1:5]"}, {"d[0:2]"}}, got)
 }
 
 func TestQueueBounds(t *testing.T) {
@@ -70,12 +72,12 @@ func TestQueueBounds(t *testing.T) {
 			for i, n := range c.sizes {
 				err := q.push(newJob(ctx, nil, n))
 				if c.refused[i] {
-					assert.ErrorIs(t, err, errQueueFull)
+					assert.ErrorIs(t, err, ErrQueueFull)
 				} else {
 					assert.NoError(t, err)
 				}
 			}
-			assert.Equal(t, c.pending, q.pendingInputs())
+			assert.Equal(t, c.pending, q.waiting())
 			assert.Equal(t, c.pending, depth, "the depth metric follows")
 		})
 	}
@@ -91,9 +93,9 @@ func TestQueueRemoveAndClose(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, []segment{{a, 0, 4}}, batch)
 	q.remove(a) // its last two inputs never reach a batch
-	assert.Equal(t, 3, q.pendingInputs())
+	assert.Equal(t, 3, q.waiting())
 	q.close()
-	assert.ErrorIs(t, q.push(newJob(ctx, nil, 1)), errShutdown)
+	assert.ErrorIs(t, q.push(newJob(ctx, nil, 1)), ErrClosed)
 	batch, ok = q.gather(nil, 4, 0)
 	require.True(t, ok, "what was queued before close is still handed out")
 	assert.Equal(t, []segment{{b, 0, 3}}, batch)

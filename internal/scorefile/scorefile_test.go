@@ -1,4 +1,4 @@
-package gaia
+package scorefile
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gaia-ood/gaia/gaia"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -14,15 +15,15 @@ import (
 func TestScoreFileRoundTripAndAbort(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "s.csv")
-	sw, err := CreateScoreWriter(p, []string{"msp", "gaia-z"}, nil)
+	sw, err := Create(p, []string{"msp", "gaia-z"}, nil)
 	require.NoError(t, err)
-	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Source: "a,b.png", Label: 3, Pred: 3, Scores: []float64{-0.5, 0.125}},
+	require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: 0, Source: "a,b.png", Label: 3, Pred: 3, Scores: []float64{-0.5, 0.125}},
 		{Index: 1, Source: "c.png", Label: -1, Pred: 2, Scores: []float64{-0.25, 1e-9}}}))
-	assert.Error(t, sw.Append([]ScoreRow{{Scores: []float64{1}}}))
+	assert.Error(t, sw.Append([]gaia.ScoreRow{{Scores: []float64{1}}}))
 	_, err = os.Stat(p)
 	assert.True(t, os.IsNotExist(err), "nothing under the final name before Commit")
 	require.NoError(t, sw.Commit())
-	sf, err := ReadScoreFile(p)
+	sf, err := gaia.ReadScoreFile(p)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"msp", "gaia-z"}, sf.Detectors)
 	assert.Equal(t, "a,b.png", sf.Rows[0].Source)
@@ -34,11 +35,11 @@ func TestScoreFileRoundTripAndAbort(t *testing.T) {
 	assert.Equal(t, 1.0, acc)
 
 	// An aborted run leaves the old file as it was and no partial file.
-	sw, err = CreateScoreWriter(p, []string{"msp"}, nil)
+	sw, err = Create(p, []string{"msp"}, nil)
 	require.NoError(t, err)
-	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Scores: []float64{1}}}))
+	require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: 0, Scores: []float64{1}}}))
 	sw.Abort()
-	sf2, err := ReadScoreFile(p)
+	sf2, err := gaia.ReadScoreFile(p)
 	require.NoError(t, err)
 	assert.Equal(t, sf.Rows, sf2.Rows)
 	entries, _ := os.ReadDir(dir)
@@ -46,24 +47,24 @@ func TestScoreFileRoundTripAndAbort(t *testing.T) {
 
 	// Stdout mode.
 	var buf bytes.Buffer
-	sw, err = CreateScoreWriter("-", []string{"msp"}, &buf)
+	sw, err = Create("-", []string{"msp"}, &buf)
 	require.NoError(t, err)
-	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Label: 1, Scores: []float64{2}}}))
+	require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: 0, Label: 1, Scores: []float64{2}}}))
 	require.NoError(t, sw.Commit())
 	assert.Equal(t, "index,source,label,pred,msp\n0,,1,0,2\n", buf.String())
 
 	// Bad files are named.
 	bad := filepath.Join(dir, "bad.csv")
 	require.NoError(t, os.WriteFile(bad, []byte("a,b\n1,2\n"), 0o644))
-	_, err = ReadScoreFile(bad)
+	_, err = gaia.ReadScoreFile(bad)
 	assert.ErrorContains(t, err, "bad.csv")
 	require.NoError(t, os.WriteFile(bad, []byte("index,source,label,pred,msp\n0,x,,1,notanumber\n"), 0o644))
-	_, err = ReadScoreFile(bad)
+	_, err = gaia.ReadScoreFile(bad)
 	assert.ErrorContains(t, err, "bad.csv:2")
 	require.NoError(t, os.WriteFile(bad, []byte("index,source,label,pred,msp\n"), 0o644))
-	_, err = ReadScoreFile(bad)
+	_, err = gaia.ReadScoreFile(bad)
 	assert.ErrorContains(t, err, "no rows")
-	_, err = CreateScoreWriter(filepath.Join(dir, "no", "such", "dir.csv"), []string{"msp"}, nil)
+	_, err = Create(filepath.Join(dir, "no", "such", "dir.csv"), []string{"msp"}, nil)
 	assert.Error(t, err)
 }
 
@@ -71,16 +72,16 @@ func TestScoreFileRoundTripAndAbort(t *testing.T) {
 // column no longer makes the file unreadable), and counted while written.
 func TestScoreFileNonFinite(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "s.csv")
-	sw, err := CreateScoreWriter(p, []string{"gaia-a", "msp"}, nil)
+	sw, err := Create(p, []string{"gaia-a", "msp"}, nil)
 	require.NoError(t, err)
 	nan, inf := math.NaN(), math.Inf(1)
-	require.NoError(t, sw.Append([]ScoreRow{{Index: 0, Label: -1, Scores: []float64{inf, nan}},
+	require.NoError(t, sw.Append([]gaia.ScoreRow{{Index: 0, Label: -1, Scores: []float64{inf, nan}},
 		{Index: 1, Label: -1, Scores: []float64{-inf, -0.5}}, {Index: 2, Label: -1, Scores: []float64{1, nan}}}))
 	assert.Equal(t, []int{0, 2}, sw.NaNs())
 	require.NoError(t, sw.Commit())
 	raw, _ := os.ReadFile(p)
 	assert.Contains(t, string(raw), "0,,,0,+Inf,NaN\n1,,,0,-Inf,-0.5\n")
-	sf, err := ReadScoreFile(p)
+	sf, err := gaia.ReadScoreFile(p)
 	require.NoError(t, err)
 	assert.True(t, math.IsInf(sf.Rows[0].Scores[0], 1))
 	assert.True(t, math.IsNaN(sf.Rows[0].Scores[1]))
@@ -90,8 +91,8 @@ func TestScoreFileNonFinite(t *testing.T) {
 	assert.Equal(t, []float64{inf, -inf, 1}, col)
 
 	// eval: the other detector's metrics are there, and the NaNs are noted.
-	ood := &ScoreFile{Path: "ood.csv", Detectors: sf.Detectors, Rows: []ScoreRow{{Scores: []float64{2, nan}}, {Scores: []float64{3, 0}}}}
-	tab, err := Evaluate(sf, []OODSet{{Name: "x", Scores: ood}})
+	ood := &gaia.ScoreFile{Path: "ood.csv", Detectors: sf.Detectors, Rows: []gaia.ScoreRow{{Scores: []float64{2, nan}}, {Scores: []float64{3, 0}}}}
+	tab, err := gaia.Evaluate(sf, []gaia.OODSet{{Name: "x", Scores: ood}})
 	require.NoError(t, err)
 	notes := tab.NaNNotes()
 	require.Len(t, notes, 1)

@@ -1,6 +1,8 @@
-package gaia
+// Package outfile writes the files gaia makes whole or not at all.
+package outfile
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,6 +41,9 @@ type Output struct {
 	f      *os.File
 }
 
+// Final is where the file lands: Path with a symlink followed.
+func (o *Output) Final() string { return o.final }
+
 // Direct reports whether the output is a character device or FIFO written to
 // in place (no temporary, no sidecar).
 func (o *Output) Direct() bool { return o.direct }
@@ -47,10 +52,10 @@ func (o *Output) Direct() bool { return o.direct }
 // later run takes it for a killed run's.
 const staleAge = 24 * time.Hour
 
-// ResolveOutput is where a file written to path lands (a symlink followed),
+// Resolve is where a file written to path lands (a symlink followed),
 // whether it is a character device or FIFO written in place, or why it
 // cannot be written there.
-func ResolveOutput(path string) (final string, direct bool, err error) {
+func Resolve(path string) (final string, direct bool, err error) {
 	final, err = resolveOutput(path)
 	if err != nil {
 		return "", false, err
@@ -113,10 +118,10 @@ func specialKind(m fs.FileMode) string {
 	return ""
 }
 
-// CreateOutput starts an Output at path: it checks the path (ResolveOutput),
+// Create starts an Output at path: it checks the path (Resolve),
 // removes stale temporaries of the same output, and creates the temporary.
-func CreateOutput(path string) (*Output, error) {
-	final, direct, err := ResolveOutput(path)
+func Create(path string) (*Output, error) {
+	final, direct, err := Resolve(path)
 	if err != nil {
 		return nil, err
 	}
@@ -223,10 +228,10 @@ func (o *Output) Sync() error {
 	return nil
 }
 
-// CheckOutput checks, before any work, that path can be written as an
-// Output: what CreateOutput checks, a temporary made and removed.
-func CheckOutput(path string) error {
-	o, err := CreateOutput(path)
+// Check checks, before any work, that path can be written as an
+// Output: what Create checks, a temporary made and removed.
+func Check(path string) error {
+	o, err := Create(path)
 	if err != nil {
 		return err
 	}
@@ -249,7 +254,7 @@ func (o *Output) rename() error {
 
 // Commit syncs the temporary file and renames it into place; on an error
 // the temporary is removed and the path is untouched.
-func (o *Output) Commit() error { return CommitOutputs(o) }
+func (o *Output) Commit() error { return Commit(o) }
 
 // Abort removes the temporary file; the path is untouched.
 func (o *Output) Abort() {
@@ -262,13 +267,13 @@ func (o *Output) Abort() {
 	}
 }
 
-// CommitOutputs commits outputs that belong together (a score file and its
+// Commit commits outputs that belong together (a score file and its
 // sidecar) so that either all of them land or none does: every temporary is
 // synced first (a full disk fails there, and nothing is renamed), then they
 // are renamed in order, the last one last; a rename that fails removes the
 // files renamed before it. Put the file readers look for (the score file)
 // last.
-func CommitOutputs(outs ...*Output) error {
+func Commit(outs ...*Output) error {
 	for _, o := range outs {
 		if err := o.Sync(); err != nil {
 			for _, a := range outs {
@@ -293,10 +298,10 @@ func CommitOutputs(outs ...*Output) error {
 	return nil
 }
 
-// WriteFileAtomic writes a file whole or not at all (an Output): readers
+// WriteFile writes a file whole or not at all (an Output): readers
 // see the old file or the whole new one, never a part.
-func WriteFileAtomic(path string, b []byte) error {
-	o, err := CreateOutput(path)
+func WriteFile(path string, b []byte) error {
+	o, err := Create(path)
 	if err != nil {
 		return err
 	}
@@ -309,4 +314,22 @@ func WriteFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// WriteJSON writes v as indented JSON, whole or not at all.
+func WriteJSON(path string, v any) error {
+	raw, err := JSON(v)
+	if err != nil {
+		return err
+	}
+	return WriteFile(path, raw)
+}
+
+// JSON is v as WriteJSON writes it: indented, with a final newline.
+func JSON(v any) ([]byte, error) {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(raw, '\n'), nil
 }

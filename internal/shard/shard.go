@@ -1,6 +1,10 @@
-package gaia
+// Package shard splits a scoring run into disjoint parts (Kubernetes
+// Indexed Jobs, Slurm job arrays), each with a manifest that says what it
+// holds, and merges the parts of one job back into one score file.
+package shard
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +13,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/gaia-ood/gaia/gaia"
+	"github.com/gaia-ood/gaia/internal/digest"
+	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/scorefile"
 )
 
 // Shard is part Index (0-based) of Count disjoint parts of a dataset.
@@ -16,18 +25,18 @@ type Shard struct {
 	Index, Count int
 }
 
-// ParseShard reads a shard: "i/N" (0 <= i < N), or where a batch engine sets
+// Parse reads a shard: "i/N" (0 <= i < N), or where a batch engine sets
 // it, from env: "k8s" (an Indexed Job's JOB_COMPLETION_INDEX; N from count,
 // else GAIA_SHARDS), "slurm" (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of
 // SLURM_ARRAY_TASK_COUNT), or "auto" (whichever of the two is set).
-func ParseShard(s string, count int, env func(string) string) (Shard, error) {
+func Parse(s string, count int, env func(string) string) (Shard, error) {
 	switch s {
 	case "auto":
 		switch {
 		case env("JOB_COMPLETION_INDEX") != "":
-			return ParseShard("k8s", count, env)
+			return Parse("k8s", count, env)
 		case env("SLURM_ARRAY_TASK_ID") != "":
-			return ParseShard("slurm", count, env)
+			return Parse("slurm", count, env)
 		}
 		return Shard{}, errors.New("shard auto: neither JOB_COMPLETION_INDEX (Kubernetes Indexed Job) nor SLURM_ARRAY_TASK_ID (Slurm job array) is set")
 	case "k8s":
@@ -105,18 +114,18 @@ func (s Shard) Range(n int) (lo, hi int) {
 // score file, atomically, and a shard counts only when its manifest exists
 // and the file's checksum matches.
 type Manifest struct {
-	Shard       int       `json:"shard"`
-	Shards      int       `json:"shards"`
-	Start       int       `json:"start"` // first sample index
-	End         int       `json:"end"`   // one past the last
-	Rows        int       `json:"rows"`  // scored (Start..End less skipped samples)
-	Skipped     int       `json:"skipped"`
-	File        string    `json:"file"` // the score file, beside the manifest
-	FileSHA256  string    `json:"file_sha256"`
-	DataSHA256  string    `json:"data_sha256"` // data.Fingerprint
-	Samples     int       `json:"samples"`     // in the whole dataset
-	Score       ScoreMeta `json:"score"`       // model, data spec, detectors, taps
-	ScoreConfig string    `json:"score_config"`
+	Shard       int            `json:"shard"`
+	Shards      int            `json:"shards"`
+	Start       int            `json:"start"` // first sample index
+	End         int            `json:"end"`   // one past the last
+	Rows        int            `json:"rows"`  // scored (Start..End less skipped samples)
+	Skipped     int            `json:"skipped"`
+	File        string         `json:"file"` // the score file, beside the manifest
+	FileSHA256  string         `json:"file_sha256"`
+	DataSHA256  string         `json:"data_sha256"` // data.Fingerprint
+	Samples     int            `json:"samples"`     // in the whole dataset
+	Score       gaia.ScoreMeta `json:"score"`       // model, data spec, detectors, taps
+	ScoreConfig string         `json:"score_config"`
 }
 
 // ManifestPath is where a shard's manifest lives in dir.
@@ -128,13 +137,17 @@ func ScoreFilePath(dir string, s Shard) string { return filepath.Join(dir, s.Nam
 // ReadManifest reads a manifest and checks its score file's checksum.
 func ReadManifest(path string) (*Manifest, error) {
 	m := &Manifest{}
-	if err := readJSON("shard manifest", path, m); err != nil {
-		return nil, err
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("shard manifest: %w", err)
+	}
+	if err := json.Unmarshal(raw, m); err != nil {
+		return nil, fmt.Errorf("shard manifest %s: %w", path, err)
 	}
 	if m.Shards <= 0 || m.Shard < 0 || m.Shard >= m.Shards || m.File == "" {
 		return nil, fmt.Errorf("shard manifest %s: shard %d/%d, file %q: not a shard manifest", path, m.Shard, m.Shards, m.File)
 	}
-	sum, err := FileSHA256(filepath.Join(filepath.Dir(path), m.File))
+	sum, err := digest.File(filepath.Join(filepath.Dir(path), m.File))
 	if err != nil {
 		return nil, fmt.Errorf("shard manifest %s: %w", path, err)
 	}
@@ -212,7 +225,7 @@ func Merge(dir, out string) (int, error) {
 		return 0, fmt.Errorf("merge: %s: %d of %d shards missing: %s", dir, len(missing), first.Shards, strings.Join(missing, ", "))
 	}
 	sort.Slice(ms, func(a, b int) bool { return ms[a].Shard < ms[b].Shard })
-	sw, err := CreateScoreWriter(out, first.Score.Detectors, nil)
+	sw, err := scorefile.Create(out, first.Score.Detectors, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -226,7 +239,7 @@ func Merge(dir, out string) (int, error) {
 			return 0, fmt.Errorf("merge: shard %d/%d starts at sample %d, the one before ends at %d", m.Shard, m.Shards, m.Start, next)
 		}
 		next = m.End
-		sf, err := ReadScoreFile(filepath.Join(dir, m.File))
+		sf, err := gaia.ReadScoreFile(filepath.Join(dir, m.File))
 		if err != nil {
 			sw.Abort()
 			return 0, err
@@ -248,7 +261,7 @@ func Merge(dir, out string) (int, error) {
 	rows := sw.Rows()
 	meta := first.Score
 	meta.Rows = rows
-	sidecar, err := JSONFile(&meta)
+	sidecar, err := outfile.JSON(&meta)
 	if err != nil {
 		sw.Abort()
 		return 0, err
@@ -259,10 +272,10 @@ func Merge(dir, out string) (int, error) {
 	return rows, nil
 }
 
-// ShardComplete reports whether dir already holds a complete output for
+// Complete reports whether dir already holds a complete output for
 // shard s of the same job as want (its manifest, with a matching score file);
 // a shard of another job there is an error.
-func ShardComplete(dir string, s Shard, want *Manifest) (bool, error) {
+func Complete(dir string, s Shard, want *Manifest) (bool, error) {
 	p := ManifestPath(dir, s)
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		return false, nil

@@ -1,4 +1,4 @@
-package gaia
+package metrics
 
 import (
 	"encoding/json"
