@@ -68,7 +68,7 @@ export CGO_LDFLAGS := $(TORCH_LDFLAGS)
 export GAIA_PYTHON := $(TORCH_PYTHON)
 export GOFLAGS := $(GO_TAGS)
 
-.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report test-slurm test-examples
+.PHONY: all deps build test test-go testdata demo env clean help cuda-kernels gpu-bundle bench bench-compare bench-models rehearse-cifar test-report test-slurm test-examples test-gpu-partial
 
 all: build
 
@@ -122,8 +122,20 @@ test: build testdata cuda-kernels
 	CGO_ENABLED=0 GAIA_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 ./...
 	$(GO) test -race -count=1 -tags gaia_nolibtorch $(RACE_PKGS)
 	GAIA_TESTDATA=$(abspath $(TESTDATA)) GAIA_PILLOW_PYTHON=$(PILLOW_PYTHON) GAIA_BIN=$(abspath bin/gaia) $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-gpu-partial
 	$(MAKE) --no-print-directory test-examples
 	$(MAKE) --no-print-directory test-report
+
+# scripts/gpu-check.sh's own test run, on the CPU: the gaia and torch tests
+# with only the test models that check makes (its archs line) and
+# GAIA_TESTDATA_PARTIAL=1, so that a test which needs another model fails
+# here, in CI, not on the lent GPU.
+GPU_CHECK_ARCHS := $(shell sed -n 's/^archs=//p' scripts/gpu-check.sh)
+test-gpu-partial: $(TORCH_MK)
+	@archs=$(GPU_CHECK_ARCHS); if $(TORCH_PYTHON) -c 'import torchvision' >/dev/null 2>&1; then archs=$$archs,densenet121; fi; \
+	  $(TORCH_PYTHON) scripts/make_testdata.py --out $(TESTDATA)-partial --archs $$archs
+	$(TORCH_PYTHON) scripts/metrics_reference.py --out $(TESTDATA)-partial/metrics_cases.json
+	GAIA_TESTDATA=$(abspath $(TESTDATA))-partial GAIA_TESTDATA_PARTIAL=1 $(GO) test -short -count=1 ./gaia/ ./torch/
 
 # The programs of examples/ built in a module of their own (a replace
 # directive, LibTorch through make env's exports), as a user builds them,
@@ -180,7 +192,9 @@ bench-compare: build bench-models
 # gpu-bundle: what scripts/gpu-check.sh runs on a GPU machine without Go:
 # gaia, gaia-load and the test binaries (stripped, to travel light), linked against a CUDA LibTorch with the
 # fused kernels (make gpu-bundle PYTHON=/path/to/venv-with-torch-2.11/bin/python).
-gpu-bundle: build
+# It builds into build/gpu alone: bin/gaia stays the binary of the default
+# LibTorch.
+gpu-bundle: $(TORCH_MK) $(if $(WITH_CUDA),$(CUDA_LIB_A) $(BUILD)/cuda/libcudart.so)
 	@if [ -z "$(WITH_CUDA)" ]; then echo "gpu-bundle: needs a CUDA LibTorch (PYTHON= a Python with PyPI's torch) and nvcc; have $(TORCH_SOURCE), nvcc '$(NVCC)'" >&2; exit 1; fi
 	@mkdir -p $(BUILD)/gpu
 	$(GO) build -ldflags='-s -w' -o $(BUILD)/gpu/gaia ./cmd/gaia

@@ -87,6 +87,9 @@ func (m *Model) decodeImage(ctx context.Context, raw []byte, index int, dst []fl
 	if err != nil {
 		return err
 	}
+	if err := m.tf.Check(img, m.opt.Limits.Bytes); err != nil {
+		return err
+	}
 	return m.tf.Apply(img, index, dst)
 }
 

@@ -35,6 +35,7 @@ func TestCUDAMatchesCPU(t *testing.T) {
 			var scores [2]*BatchScores
 			var nz [2]*torch.Result
 			for i, dev := range []string{"cpu", "cuda"} {
+				testenv.Need(t, filepath.Join(dir, ref.Model))
 				m, err := torch.Load(filepath.Join(dir, ref.Model), dev)
 				require.NoError(t, err)
 				s, err := NewScorer(m, ScorerConfig{Detectors: allNames(), Std: ref.Std})
@@ -72,6 +73,7 @@ func TestGateMaskMatchesGradientZeros(t *testing.T) {
 	dir := testenv.Testdata(t)
 	for _, model := range []string{"cifar_resnet20.script.pt", "resnet18.trace.pt", "densenet121.script.pt"} {
 		t.Run(model, func(t *testing.T) {
+			testenv.Need(t, filepath.Join(dir, model))
 			testenv.Need(t, filepath.Join(dir, model))
 			m, err := torch.Load(filepath.Join(dir, model), device)
 			require.NoError(t, err)

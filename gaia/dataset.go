@@ -68,6 +68,9 @@ func (o DatasetOptions) loader(ds *Dataset, def data.Limits) (*data.Loader, erro
 	if lim == (data.Limits{}) {
 		lim = def
 	}
+	if err := ds.Transform.Feasible(lim.Bytes); err != nil {
+		return nil, fmt.Errorf("data %s: %w", ds.Spec.Raw, err)
+	}
 	return &data.Loader{Src: ds.Source, Transform: ds.Transform, BatchSize: o.Batch, Workers: o.Workers, SkipBad: o.SkipBad,
 		Start: o.Start, End: o.End, Limits: lim}, nil
 }

@@ -141,6 +141,9 @@ func ReadFit(path string) (*Fit, error) {
 	if !ok {
 		return nil, fmt.Errorf("fit %s: not a gaia fit file (no gaia_fit metadata)", path)
 	}
+	if err := requireKeys([]byte(raw), "format", "version", "model_sha256", "classifier_input", "samples", "labelled"); err != nil {
+		return nil, fmt.Errorf("fit %s: metadata: %w", path, err)
+	}
 	if err := json.Unmarshal([]byte(raw), &f.Meta); err != nil {
 		return nil, fmt.Errorf("fit %s: metadata: %w", path, err)
 	}

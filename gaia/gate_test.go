@@ -4,12 +4,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gaia-ood/gaia/internal/outfile"
+	"github.com/gaia-ood/gaia/internal/safetensors"
 )
 
 // A gate never accepts NaN or +Inf.
@@ -96,6 +98,23 @@ func TestGateFilesFailClosed(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte(`{"detector": "msp", "threshold": 1}`), 0o644))
 	_, err := LoadGate(bad)
 	assert.ErrorIs(t, err, ErrInvalidGate)
+
+	// A fit file without its model's hash in its metadata.
+	f := &Fit{K: 2, D: 2, N: 3, Sum: []float64{1, 2}, Gram: make([]float64, 4), PredCount: []float64{1, 2}, PredSoftmax: make([]float64, 4),
+		SampleH: []float32{1, 2}, SampleMaxLogit: []float64{1}, M: 1,
+		Meta: FitMeta{Format: FitFormat, Version: FitVersion, ModelSHA256: "ab", ClassifierInput: "fc", Samples: 3}}
+	fp := filepath.Join(dir, "fit.safetensors")
+	require.NoError(t, WriteFit(fp, f))
+	_, err = ReadFit(fp)
+	require.NoError(t, err)
+	st, err := safetensors.ReadFile(fp)
+	require.NoError(t, err)
+	st.Metadata["gaia_fit"] = strings.Replace(st.Metadata["gaia_fit"], `"model_sha256":"ab",`, "", 1)
+	raw, err := safetensors.Encode(st)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(fp, raw, 0o644))
+	_, err = ReadFit(fp)
+	assert.ErrorContains(t, err, "missing required field model_sha256")
 
 	// Provenance too: a sidecar without its model's hash names no model.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "id.csv.json"), []byte(`{"model": "m.pt", "data": "x", "detectors": ["msp"], "settings": {}, "rows": 1}`), 0o644))

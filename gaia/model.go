@@ -102,7 +102,10 @@ func prepare(modelPath string, opt Options, defaultDetectors []string) (*Model, 
 		transform = meta.Transform
 	}
 	c, h, w := m.Input()
-	if m.tf, err = data.ParseTransform(transform, c, h, w, meta.Mean, meta.Std); err != nil {
+	if m.tf, err = data.ParseTransform(transform, c, h, w, meta.Mean, meta.Std); err == nil {
+		err = m.tf.Feasible(opt.Limits.Bytes) // a transform no image gets through is refused now
+	}
+	if err != nil {
 		return nil, fmt.Errorf("model %s: transform: %w", modelPath, err)
 	}
 	return m, nil

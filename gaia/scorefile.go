@@ -56,7 +56,7 @@ func ReadScoreFile(path string) (*ScoreFile, error) {
 		return nil, fmt.Errorf("score file: %w", err)
 	}
 	defer f.Close()
-	r := csv.NewReader(bufio.NewReader(f))
+	r := csv.NewReader(&lineLimit{r: bufio.NewReader(f), max: MaxScoreLine})
 	header, err := r.Read()
 	if err != nil {
 		return nil, fmt.Errorf("score file %s: no header: %w", path, err)
@@ -66,6 +66,7 @@ func ReadScoreFile(path string) (*ScoreFile, error) {
 	}
 	sf := &ScoreFile{Path: path, Detectors: append([]string(nil), header[4:]...)}
 	line := 1
+	seen := map[int]int{} // index -> line
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -79,6 +80,10 @@ func ReadScoreFile(path string) (*ScoreFile, error) {
 		if row.Index, err = strconv.Atoi(rec[0]); err != nil {
 			return nil, fmt.Errorf("score file %s:%d: index %q", path, line, rec[0])
 		}
+		if first, dup := seen[row.Index]; dup {
+			return nil, fmt.Errorf("score file %s:%d: sample %d again (first on line %d): a sample counted twice would weigh twice in every metric", path, line, row.Index, first)
+		}
+		seen[row.Index] = line
 		row.Source = rec[1]
 		if rec[2] != "" {
 			if row.Label, err = strconv.Atoi(rec[2]); err != nil {
@@ -100,6 +105,32 @@ func ReadScoreFile(path string) (*ScoreFile, error) {
 		return nil, fmt.Errorf("score file %s: no rows", path)
 	}
 	return sf, nil
+}
+
+// MaxScoreLine bounds a score file's line (a row has a few numbers and a
+// source path): a longer one is refused when it passes the bound, before
+// it is held whole.
+const MaxScoreLine = 1 << 20
+
+// lineLimit is a reader that fails once a line passes max bytes.
+type lineLimit struct {
+	r   io.Reader
+	max int
+	run int // bytes since the last newline
+}
+
+func (l *lineLimit) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for i, b := range p[:n] {
+		if b == '\n' {
+			l.run = 0
+			continue
+		}
+		if l.run++; l.run > l.max {
+			return i, fmt.Errorf("a line of more than %d bytes", l.max)
+		}
+	}
+	return n, err
 }
 
 // Column returns one detector's scores, or an error naming the file.

@@ -224,7 +224,27 @@ func (s *Scorer) Score(x *torch.Tensor) (*BatchScores, error) {
 		}
 		out.Scores[d] = sc
 	}
+	// NonFinite: a sample whose logits are not finite has no score (NaN)
+	// from any detector, whatever arithmetic on them happened to give.
+	for i := 0; i < n; i++ {
+		if finite32(z.Row(i)) {
+			continue
+		}
+		for d := range out.Scores {
+			out.Scores[d][i] = math.NaN()
+		}
+	}
 	return out, nil
+}
+
+// finite32 reports whether every value is finite.
+func finite32(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // argmaxSoftmax returns argmax z and max softmax(z/t), in float64.

@@ -60,6 +60,7 @@ func TestDetectorsMatchReference(t *testing.T) {
 				testenv.SharedData(t)
 			}
 			ref := loadDetRef(t, dir, name)
+			testenv.Need(t, filepath.Join(dir, ref.Model))
 			m, err := torch.Load(filepath.Join(dir, ref.Model), device)
 			require.NoError(t, err)
 			defer m.Close()
@@ -135,6 +136,7 @@ func fitOn(t *testing.T, m *torch.Module, ref *detRef) *Fit {
 // 128 agrees within 1e-5 relative, for every detector.
 func TestScoresDoNotDependOnBatch(t *testing.T) {
 	dir := testenv.Testdata(t)
+	testenv.Need(t, filepath.Join(dir, "cifar_resnet20.script.pt"))
 	m, err := torch.Load(filepath.Join(dir, "cifar_resnet20.script.pt"), device)
 	require.NoError(t, err)
 	defer m.Close()
@@ -188,6 +190,7 @@ func TestDefaultTaps(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.model, func(t *testing.T) {
 			testenv.Need(t, filepath.Join(dir, c.model))
+			testenv.Need(t, filepath.Join(dir, c.model))
 			m, err := torch.Load(filepath.Join(dir, c.model), "cpu")
 			require.NoError(t, err)
 			defer m.Close()
@@ -218,6 +221,7 @@ func TestDefaultTaps(t *testing.T) {
 // +Inf (a vanished output gradient is the abnormality), not NaN.
 func TestGAIAAZeroOverZero(t *testing.T) {
 	dir := testenv.Testdata(t)
+	testenv.Need(t, filepath.Join(dir, "degenerate_cnn.pt"))
 	m, err := torch.Load(filepath.Join(dir, "degenerate_cnn.pt"), testenv.Device())
 	require.NoError(t, err)
 	defer m.Close()
@@ -247,6 +251,7 @@ func TestBiTGAIAZAsTheAuthors(t *testing.T) {
 	ref := loadDetRef(t, dir, "bit_s_r50x1")
 	authors := ref.arr["authors_gaia_z"]
 	require.NotNil(t, authors, "make testdata writes authors_gaia_z for BiT")
+	testenv.Need(t, filepath.Join(dir, ref.Model))
 	m, err := torch.Load(filepath.Join(dir, ref.Model), device)
 	require.NoError(t, err)
 	defer m.Close()
@@ -282,6 +287,7 @@ func TestBiTGAIAZAsTheAuthors(t *testing.T) {
 // at the pooled features (WRN-40-2 at 32 x 32: an 8 x 8 map, 64 times).
 func TestGAIAAOutputSetting(t *testing.T) {
 	dir := testenv.Testdata(t)
+	testenv.Need(t, filepath.Join(dir, "wrn_40_2.script.pt"))
 	m, err := torch.Load(filepath.Join(dir, "wrn_40_2.script.pt"), device)
 	require.NoError(t, err)
 	defer m.Close()

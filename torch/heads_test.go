@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/gaia-ood/gaia/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -40,6 +41,7 @@ func relClose(t *testing.T, want, got, rtol float64, format string, args ...any)
 // classifier gaia found gives the model's logits.
 func TestHeads(t *testing.T) {
 	dir := testdata(t)
+	testenv.Need(t, filepath.Join(dir, "cifar_resnet20.script.pt"))
 	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), device)
 	require.NoError(t, err)
 	defer m.Close()

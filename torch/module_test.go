@@ -52,6 +52,7 @@ func loadReference(t testing.TB, dir, arch string) *reference {
 func openModel(t testing.TB, dir, arch, file string) (*reference, *Module) {
 	t.Helper()
 	ref := loadReference(t, dir, arch)
+	testenv.Need(t, filepath.Join(dir, file))
 	m, err := Load(filepath.Join(dir, file), device)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
@@ -123,6 +124,7 @@ func TestTapsMatchEagerHooks(t *testing.T) {
 		for _, kind := range []string{"script", "trace"} {
 			t.Run(arch+"/"+kind, func(t *testing.T) {
 				ref := loadReference(t, dir, arch)
+				testenv.Need(t, filepath.Join(dir, arch+"."+kind+".pt"))
 				m, err := Load(filepath.Join(dir, arch+"."+kind+".pt"), device)
 				require.NoError(t, err)
 				defer m.Close()
@@ -211,6 +213,7 @@ func TestReLUFallbackWithoutNorm(t *testing.T) {
 	ref := loadReference(t, dir, "plain_cnn")
 	for _, kind := range []string{"script", "trace"} {
 		t.Run(kind, func(t *testing.T) {
+			testenv.Need(t, filepath.Join(dir, "plain_cnn."+kind+".pt"))
 			m, err := Load(filepath.Join(dir, "plain_cnn."+kind+".pt"), device)
 			require.NoError(t, err)
 			defer m.Close()
@@ -366,6 +369,7 @@ func TestBadInput(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	dir := testdata(t)
 	ref := loadReference(t, dir, "cifar_resnet20")
+	testenv.Need(t, filepath.Join(dir, "cifar_resnet20.script.pt"))
 	m, err := Load(filepath.Join(dir, "cifar_resnet20.script.pt"), device)
 	require.NoError(t, err)
 	norm := tapsOfKind(m, true, "")
@@ -495,6 +499,7 @@ func TestReduceInHooksSameAsAfter(t *testing.T) {
 func checkHooksSameAsAfter(t *testing.T, dir, arch string) {
 	{
 		ref := loadReference(t, dir, arch)
+		testenv.Need(t, filepath.Join(dir, arch+".trace.pt"))
 		m, err := Load(filepath.Join(dir, arch+".trace.pt"), device)
 		require.NoError(t, err)
 		norm := tapsOfKind(m, true, "")

@@ -83,21 +83,21 @@ func runDataDump(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	arr, err := outfile.Create(*out)
+	arr, err := outfile.CreateContext(ctx, *out)
 	if err != nil {
 		return err
 	}
 	defer arr.Abort()
-	srcs, err := outfile.Create(*out + ".sources.tsv")
+	srcs, err := outfile.CreateContext(ctx, *out+".sources.tsv")
 	if err != nil {
 		return err
 	}
 	defer srcs.Abort()
-	bw := bufio.NewWriterSize(arr.File(), 1<<20)
+	bw := bufio.NewWriterSize(arr, 1<<20)
 	if _, err := bw.Write(npy.Header(dtype, []int{n, c, h, w})); err != nil {
 		return fmt.Errorf("write %s: %w", *out, err)
 	}
-	sw := bufio.NewWriter(srcs.File())
+	sw := bufio.NewWriter(srcs)
 	fmt.Fprintln(sw, "index\tlabel\tsource")
 	var progressW io.Writer = stderr
 	if *quiet {

@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,4 +157,65 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// SIGTERM stops a run blocked on a FIFO: one that no process opens for
+// reading (the open waits), and one whose reader opened it and reads
+// nothing (a write waits on the full pipe). Before, only kill -9 stopped
+// them. A FIFO named like an image in a folder is skipped and counted.
+func TestFIFOOutputsStopOnSIGTERM(t *testing.T) {
+	model := filepath.Join(testenv.Root(), "models", "mnist_resnet.pt")
+	tmp := t.TempDir()
+	run := func(fifo string, wantWaiting bool) {
+		t.Helper()
+		c := gaiaProcess("score", "--model", model, "--data", "noise:uniform,n=20000,shape=1x28x28,seed=1",
+			"--detectors", "msp", "--out", fifo)
+		stderr := &lockedBuffer{}
+		c.Stderr = stderr
+		require.NoError(t, c.Start())
+		require.Eventually(t, func() bool {
+			return strings.Contains(stderr.String(), "msp") || strings.Contains(stderr.String(), "model ")
+		},
+			60*time.Second, 10*time.Millisecond)
+		time.Sleep(1500 * time.Millisecond)
+		require.NoError(t, c.Process.Signal(syscall.SIGTERM))
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case err := <-done:
+			require.Error(t, err)
+			if wantWaiting {
+				assert.Contains(t, stderr.String(), "a FIFO nobody reads: context canceled")
+			} else {
+				assert.Contains(t, stderr.String(), "interrupted (SIGINT or SIGTERM)")
+			}
+		case <-time.After(20 * time.Second):
+			c.Process.Kill()
+			t.Fatalf("SIGTERM did not stop a run writing to %s; stderr: %s", fifo, stderr.String())
+		}
+	}
+	noReader := filepath.Join(tmp, "noreader.csv")
+	require.NoError(t, syscall.Mkfifo(noReader, 0o644))
+	run(noReader, true)
+
+	stalled := filepath.Join(tmp, "stalled.csv")
+	require.NoError(t, syscall.Mkfifo(stalled, 0o644))
+	r, err := os.OpenFile(stalled, os.O_RDONLY|syscall.O_NONBLOCK, 0) // opened, never read
+	require.NoError(t, err)
+	defer r.Close()
+	run(stalled, false)
+
+	// A folder with a FIFO among its images scores the images.
+	dir := filepath.Join(tmp, "images")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	for i := 0; i < 3; i++ {
+		im := image.NewGray(image.Rect(0, 0, 28, 28))
+		var b bytes.Buffer
+		require.NoError(t, png.Encode(&b, im))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644))
+	}
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "trap.png"), 0o644))
+	_, stderrOut, err := runCmd("score", "--model", model, "--data", "folder:"+dir, "--detectors", "msp", "--out", filepath.Join(tmp, "f.csv"))
+	require.NoError(t, err)
+	assert.Contains(t, stderrOut, "1 image names that are not regular files (FIFOs, devices) skipped")
 }

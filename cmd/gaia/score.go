@@ -210,7 +210,7 @@ func scoreRange(ctx context.Context, f *scoreFlags, dets []string, spec, out str
 	for _, w := range model.Warnings() {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
-	sw, err := scorefile.Create(out, dets, stdout)
+	sw, err := scorefile.CreateContext(ctx, out, dets, stdout)
 	if err != nil {
 		return gaia.Summary{}, err
 	}

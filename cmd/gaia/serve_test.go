@@ -128,3 +128,26 @@ func TestScoreCalibrateServe(t *testing.T) {
 	assert.Contains(t, logs.String(), "shutting down")
 	assert.Contains(t, logs.String(), "server closed")
 }
+
+// Negative sizes and a body budget below the largest body are refused at
+// start, naming the flag (before, they were replaced by defaults, or the
+// server answered every request 503).
+func TestServeRefusesBadBounds(t *testing.T) {
+	model := filepath.Join(testenv.Root(), "models", "mnist_resnet.pt")
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--max-batch", "-1"}, "-max-batch must not be negative"},
+		{[]string{"--queue", "-5"}, "-queue must not be negative"},
+		{[]string{"--threads", "-2"}, "-threads must not be negative"},
+		{[]string{"--max-wait", "-1ms"}, "-max-wait must not be negative"},
+		{[]string{"--max-scans", "-1"}, "-max-scans must not be negative"},
+		{[]string{"--max-bytes", "1000000", "--body-memory", "1000"}, "-body-memory 1000 is below -max-bytes 1000000"},
+	} {
+		_, _, err := runCmd(append([]string{"serve", "--model", model, "--addr", "127.0.0.1:0"}, c.args...)...)
+		var ue usageError
+		require.ErrorAs(t, err, &ue, "%v", c.args)
+		assert.ErrorContains(t, err, c.msg)
+	}
+}

@@ -66,7 +66,11 @@ func Run(ctx context.Context, c *Config, progressW io.Writer) (*Result, error) {
 		if ds.Source.Len() == 0 {
 			return nil, fmt.Errorf("set %s: %s has no images", s.Name, ds.Source.Describe())
 		}
-		// The first sample must fit the model (MODEL.json's input size).
+		// The transform must be able to make the model's input, and the
+		// first sample must fit the model (MODEL.json's input size).
+		if err := ds.Transform.Feasible(data.DefaultLimits().Bytes); err != nil {
+			return nil, fmt.Errorf("set %s: %w", s.Name, err)
+		}
 		img, src, _, err := ds.Source.Load(0)
 		if err == nil {
 			err = ds.Transform.Apply(img, 0, make([]float32, c3*h*w))

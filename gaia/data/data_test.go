@@ -201,7 +201,7 @@ func TestFolderListAndBadFiles(t *testing.T) {
 	var se *SampleError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, 1, se.Index)
-	assert.ErrorContains(t, err, "can be skipped")
+	assert.ErrorContains(t, err, "sample 1: ")
 	l.SkipBad = true
 	// cls/a_cat/1.png is 4x4: it does not fit 8x8 either.
 	batches := collect(t, l)
@@ -252,7 +252,10 @@ func TestTransforms(t *testing.T) {
 
 	tf = identity(1, 3, 3)
 	err = tf.Apply(img, 0, make([]float32, 9))
-	assert.ErrorContains(t, err, "add resize=3x3 or center-crop=3x3")
+	var se *SizeError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, SizeError{H: 4, W: 4, WantH: 3, WantW: 3}, *se)
+	assert.EqualError(t, err, "image is 4x4 after the transform (none), the model takes 3x3")
 
 	// RGB to gray is Pillow's L24 in integers.
 	rgb := Image{C: 3, H: 1, W: 2, Pix8: []uint8{255, 0, 0, 10, 200, 30}}

@@ -8,7 +8,6 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
-	"os"
 )
 
 // MaxPixels bounds the declared size of an image file before it is decoded
@@ -101,7 +100,7 @@ func pngBytes(w, h int, m color.Model) (int64, string) {
 // DecodeFile decodes a PNG or JPEG file as Pillow's Image.open does (8-bit
 // L or RGB, see Decode), within DefaultLimits; errors name the file.
 func DecodeFile(path string) (Image, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readRegular(path)
 	if err != nil {
 		return Image{}, err
 	}

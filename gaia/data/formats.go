@@ -2,7 +2,6 @@ package data
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/binary"
@@ -15,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // cifar reads the CIFAR binary version from one file, record by record.
@@ -77,52 +77,111 @@ type idx struct {
 	labels []byte
 }
 
-func readMaybeGzip(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
+// maxIdxBytes bounds what an idx file's header may declare.
+const maxIdxBytes = 8 << 30
+
+// readIdx reads an idx file (gzip or not) whose header of dims 32-bit
+// dimensions follows its magic: no further than the size its header
+// declares plus one byte, so a small file that inflates to gigabytes (a
+// gzip bomb) is refused after reading what it declares, not all it holds.
+func readIdx(path string, magic uint32, dims int, what string) ([]byte, []int, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReader(f)
+	head := make([]byte, 4+4*dims)
+	peek, _ := r.(*bufio.Reader).Peek(2)
+	gz := len(peek) == 2 && peek[0] == 0x1f && peek[1] == 0x8b
+	if gz {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, nil, fmt.Errorf("%s is not an idx %s file: %d-byte header: %w", path, what, len(head), err)
+	}
+	if got := binary.BigEndian.Uint32(head); got != magic {
+		return nil, nil, fmt.Errorf("%s is not an idx %s file: magic 0x%08x, want 0x%08x", path, what, got, magic)
+	}
+	shape := make([]int, dims)
+	size := int64(1)
+	for i := range shape {
+		shape[i] = int(binary.BigEndian.Uint32(head[4+4*i:]))
+		size *= int64(shape[i])
+		if shape[i] <= 0 || size > maxIdxBytes {
+			return nil, nil, fmt.Errorf("%s: header declares %v: %s", path, shape[:i+1], "not a size an idx file can have")
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r, size+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: corrupt %s: %w", path, map[bool]string{true: "gzip", false: "file"}[gz], err)
+	}
+	if int64(len(body)) != size {
+		more := ""
+		if int64(len(body)) > size {
+			more = " or more"
+		}
+		return nil, nil, fmt.Errorf("%s: header says %v, the file holds %d%s bytes after it", path, shape, len(body), more)
+	}
+	return body, shape, nil
+}
+
+// openRegular opens a file for reading, refusing anything but a regular
+// file (a FIFO would block the read forever) before reading from it.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out, err := io.ReadAll(zr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: corrupt gzip: %w", path, err)
-		}
-		return out, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	return raw, nil
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	return f, nil
+}
+
+// readRegular is os.ReadFile for regular files alone (openRegular).
+func readRegular(path string) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 func openMNIST(path string) (Source, error) {
-	raw, err := readMaybeGzip(path)
+	pix, shape, err := readIdx(path, 0x803, 3, "images")
 	if err != nil {
 		return nil, fmt.Errorf("mnist: %w", err)
 	}
-	if len(raw) < 16 || binary.BigEndian.Uint32(raw) != 0x803 {
-		return nil, fmt.Errorf("mnist: %s is not an idx image file (magic 0x00000803)", path)
-	}
-	n := int(binary.BigEndian.Uint32(raw[4:]))
-	h := int(binary.BigEndian.Uint32(raw[8:]))
-	w := int(binary.BigEndian.Uint32(raw[12:]))
-	if n <= 0 || h <= 0 || w <= 0 || len(raw)-16 != n*h*w {
-		return nil, fmt.Errorf("mnist: %s: header says %d images of %dx%d, the file holds %d pixel bytes", path, n, h, w, len(raw)-16)
-	}
-	s := &idx{path: path, n: n, h: h, w: w, pix: raw[16:]}
+	n, h, w := shape[0], shape[1], shape[2]
+	s := &idx{path: path, n: n, h: h, w: w, pix: pix}
 	// The labels file beside it, if present: ...-images-idx3-ubyte -> ...-labels-idx1-ubyte.
 	// Gzipped or not, whichever is there.
 	if lp := strings.Replace(strings.TrimSuffix(path, ".gz"), "images-idx3", "labels-idx1", 1); lp != strings.TrimSuffix(path, ".gz") {
 		for _, cand := range []string{lp, lp + ".gz"} {
-			lraw, err := readMaybeGzip(cand)
-			if err != nil {
+			if _, err := os.Stat(cand); err != nil {
 				continue
 			}
-			if len(lraw) != 8+n || binary.BigEndian.Uint32(lraw) != 0x801 {
-				return nil, fmt.Errorf("mnist: labels %s do not match %s", cand, path)
+			labels, lshape, err := readIdx(cand, 0x801, 1, "labels")
+			if err != nil {
+				return nil, fmt.Errorf("mnist: labels: %w", err)
 			}
-			s.labels = lraw[8:]
+			if lshape[0] != n {
+				return nil, fmt.Errorf("mnist: labels %s are for %d images, %s holds %d", cand, lshape[0], path, n)
+			}
+			s.labels = labels
 			break
 		}
 	}
@@ -171,7 +230,7 @@ func (f *files) Load(i int) (Image, string, int, error) {
 // LoadWith loads sample i for a transform within limits (DecodeFor).
 func (f *files) LoadWith(ctx context.Context, i int, t *Transform, lim Limits) (Image, string, int, error) {
 	p := f.paths[i]
-	raw, err := os.ReadFile(p)
+	raw, err := readRegular(p)
 	if err != nil {
 		return Image{}, p, f.labels[i], err
 	}
@@ -197,11 +256,24 @@ func openFolder(dir string) (Source, error) {
 	}
 	f := &files{}
 	var classes []string
+	special := 0 // image names that are FIFOs, devices or sockets: reading one would block or never end
+	regular := func(p string, d os.DirEntry) bool {
+		if d.Type().IsRegular() {
+			return true
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				return true
+			}
+		}
+		special++
+		return false
+	}
 	for _, e := range entries {
 		if e.IsDir() {
 			classes = append(classes, e.Name())
-		} else if isImageFile(e.Name()) {
-			f.paths = append(f.paths, filepath.Join(dir, e.Name()))
+		} else if p := filepath.Join(dir, e.Name()); isImageFile(e.Name()) && regular(p, e) {
+			f.paths = append(f.paths, p)
 			f.labels = append(f.labels, -1)
 		}
 	}
@@ -212,7 +284,7 @@ func openFolder(dir string) (Source, error) {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && isImageFile(p) {
+			if !d.IsDir() && isImageFile(p) && regular(p, d) {
 				f.paths = append(f.paths, p)
 				f.labels = append(f.labels, label)
 			}
@@ -222,18 +294,22 @@ func openFolder(dir string) (Source, error) {
 			return nil, fmt.Errorf("folder: %w", err)
 		}
 	}
+	skipped := ""
+	if special > 0 {
+		skipped = fmt.Sprintf("; %d image names that are not regular files (FIFOs, devices) skipped", special)
+	}
 	if len(f.paths) == 0 {
-		return nil, fmt.Errorf("folder: %s holds no PNG or JPEG image", dir)
+		return nil, fmt.Errorf("folder: %s holds no PNG or JPEG image%s", dir, skipped)
 	}
 	if len(classes) > 0 {
-		f.desc = fmt.Sprintf("folder %s (%d images, %d classes)", dir, len(f.paths), len(classes))
+		f.desc = fmt.Sprintf("folder %s (%d images, %d classes%s)", dir, len(f.paths), len(classes), skipped)
 	} else {
-		f.desc = fmt.Sprintf("folder %s (%d images)", dir, len(f.paths))
+		f.desc = fmt.Sprintf("folder %s (%d images%s)", dir, len(f.paths), skipped)
 	}
 	return f, nil
 }
 
-func openList(path, root string) (Source, error) {
+func openList(path, root string, outside bool) (Source, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
@@ -264,6 +340,9 @@ func openList(path, root string) (Source, error) {
 		p := strings.Join(fields, " ")
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(root, p)
+		}
+		if rel, err := filepath.Rel(root, p); !outside && (err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator))) {
+			return nil, fmt.Errorf("list: %s:%d: %q is outside the list's root %s (add outside-root to the data spec to allow it)", path, line, strings.Join(fields, " "), root)
 		}
 		f.paths = append(f.paths, p)
 		f.labels = append(f.labels, label)

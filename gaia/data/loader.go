@@ -27,14 +27,14 @@ type SkippedSample struct {
 }
 
 // SampleError is a sample that could not be read, stopping a Loader that
-// does not skip them (Loader.SkipBad).
+// does not skip them (Loader.SkipBad skips and counts them instead).
 type SampleError struct {
 	Index int
 	Err   error
 }
 
 func (e *SampleError) Error() string {
-	return fmt.Sprintf("sample %d: %v (unreadable samples can be skipped and counted instead)", e.Index, e.Err)
+	return fmt.Sprintf("sample %d: %v", e.Index, e.Err)
 }
 
 func (e *SampleError) Unwrap() error { return e.Err }
@@ -133,12 +133,16 @@ func (l *Loader) load(ctx context.Context, lo, hi, workers int) (*Batch, error) 
 		next <- i
 	}
 	close(next)
+	lim := l.Limits.orDefault()
 	for w := 0; w < min(workers, n); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				img, src, label, err := loadWith(ctx, l.Src, lo+i, l.Transform, l.Limits.orDefault())
+				img, src, label, err := loadWith(ctx, l.Src, lo+i, l.Transform, lim)
+				if err == nil {
+					err = l.Transform.Check(img, lim.Bytes)
+				}
 				if err == nil {
 					if l.Raw {
 						err = l.raw(img, lo+i, x8[i*size:(i+1)*size])

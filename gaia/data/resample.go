@@ -103,18 +103,38 @@ type axis struct {
 // newAxis is Pillow's precompute_coeffs (box [0, inSize)) followed by
 // normalize_coeffs_8bpc.
 func newAxis(inSize, outSize int, k kernel) axis {
+	return newAxisWindow(inSize, outSize, k, 0, outSize)
+}
+
+// axisSupport is the half-width of an axis' taps and their count.
+func axisSupport(inSize, outSize int, k kernel) (support float64, ksize int) {
+	filterscale := float64(float32(inSize)) / float64(outSize)
+	if filterscale < 1 {
+		filterscale = 1
+	}
+	support = k.support * filterscale
+	return support, int(math.Ceil(support))*2 + 1
+}
+
+// newAxisWindow is newAxis for the output indices [lo, lo+n) alone, at
+// positions 0..n-1: each index's coefficients depend on it alone, so they
+// are those newAxis computes, in memory of the window's size rather than
+// the whole resized axis' (a 1 x 200,000 image resized to a shorter side of
+// 28 is 5.6 million rows long; a 28-row crop of it needs 28).
+func newAxisWindow(inSize, outSize int, k kernel, lo, n int) axis {
 	in0, in1 := float32(0), float32(inSize)
 	scale := float64(in1-in0) / float64(outSize)
 	filterscale := scale
 	if filterscale < 1 {
 		filterscale = 1
 	}
-	support := k.support * filterscale
-	ax := axis{ksize: int(math.Ceil(support))*2 + 1, bounds: make([]int32, 2*outSize)}
-	ax.kk = make([]float64, outSize*ax.ksize)
-	ax.k8 = make([]int32, outSize*ax.ksize)
+	support, ksize := axisSupport(inSize, outSize, k)
+	ax := axis{ksize: ksize, bounds: make([]int32, 2*n)}
+	ax.kk = make([]float64, n*ax.ksize)
+	ax.k8 = make([]int32, n*ax.ksize)
 	ss := 1 / filterscale
-	for xx := 0; xx < outSize; xx++ {
+	for i := 0; i < n; i++ {
+		xx := lo + i
 		center := float64(in0) + float64((float64(xx)+0.5)*scale)
 		xmin := int(center - support + 0.5)
 		if xmin < 0 {
@@ -125,7 +145,7 @@ func newAxis(inSize, outSize int, k kernel) axis {
 			xmax = inSize
 		}
 		xmax -= xmin
-		w := ax.kk[xx*ax.ksize : (xx+1)*ax.ksize]
+		w := ax.kk[i*ax.ksize : (i+1)*ax.ksize]
 		ww := 0.0
 		for x := 0; x < xmax; x++ {
 			w[x] = k.fn((float64(x+xmin) - center + 0.5) * ss)
@@ -138,14 +158,30 @@ func newAxis(inSize, outSize int, k kernel) axis {
 		}
 		for x, v := range w {
 			if v < 0 {
-				ax.k8[xx*ax.ksize+x] = int32(-0.5 + float64(v*(1<<precisionBits)))
+				ax.k8[i*ax.ksize+x] = int32(-0.5 + float64(v*(1<<precisionBits)))
 			} else {
-				ax.k8[xx*ax.ksize+x] = int32(0.5 + float64(v*(1<<precisionBits)))
+				ax.k8[i*ax.ksize+x] = int32(0.5 + float64(v*(1<<precisionBits)))
 			}
 		}
-		ax.bounds[2*xx], ax.bounds[2*xx+1] = int32(xmin), int32(xmax)
+		ax.bounds[2*i], ax.bounds[2*i+1] = int32(xmin), int32(xmax)
 	}
 	return ax
+}
+
+// axisRows is the input range [lo, hi) the output indices [first, last]
+// of an axis read: what newAxisWindow's bounds give, without the weights.
+func axisRows(inSize, outSize int, k kernel, first, last int) (lo, hi int) {
+	scale := float64(float32(inSize)) / float64(outSize)
+	support, _ := axisSupport(inSize, outSize, k)
+	at := func(xx int) (int, int) {
+		center := (float64(xx) + 0.5) * scale
+		xmin := max(0, int(center-support+0.5))
+		xmax := min(inSize, int(center+support+0.5))
+		return xmin, xmax
+	}
+	lo, _ = at(first)
+	_, hi = at(last)
+	return lo, hi
 }
 
 // clip8fixed is Pillow's clip8: a fixed-point sum to a byte.
@@ -176,17 +212,16 @@ func resize8(im Image, outW, outH int, f Filter, win window) Image {
 	rowLo, rowHi := win.Y0, win.Y0+win.H
 	var vert axis
 	if needV {
-		vert = newAxis(im.H, outH, k)
-		last := win.Y0 + win.H - 1
-		rowLo, rowHi = int(vert.bounds[2*win.Y0]), int(vert.bounds[2*last]+vert.bounds[2*last+1])
+		vert = newAxisWindow(im.H, outH, k, win.Y0, win.H)
+		last := win.H - 1
+		rowLo, rowHi = int(vert.bounds[0]), int(vert.bounds[2*last]+vert.bounds[2*last+1])
 	}
 	// Horizontal pass: rows [rowLo, rowHi) of the source, the window's columns.
 	rows, cols := rowHi-rowLo, win.W
 	tmp := make([]uint8, rows*cols*c)
 	if needH {
-		hor := newAxis(im.W, outW, k)
-		hpass8(im.Pix8[rowLo*im.W*c:rowHi*im.W*c], im.W, c, rows,
-			hor.bounds[2*win.X0:2*(win.X0+cols)], hor.k8[win.X0*hor.ksize:(win.X0+cols)*hor.ksize], hor.ksize, cols, tmp)
+		hor := newAxisWindow(im.W, outW, k, win.X0, cols)
+		hpass8(im.Pix8[rowLo*im.W*c:rowHi*im.W*c], im.W, c, rows, hor.bounds, hor.k8, hor.ksize, cols, tmp)
 	} else {
 		for y := 0; y < rows; y++ {
 			copy(tmp[y*cols*c:(y+1)*cols*c], im.Pix8[((rowLo+y)*im.W+win.X0)*c:((rowLo+y)*im.W+win.X0+cols)*c])
@@ -196,12 +231,12 @@ func resize8(im Image, outW, outH int, f Filter, win window) Image {
 		return Image{C: c, H: rows, W: cols, Pix8: tmp}
 	}
 	// Vertical pass over the horizontal pass's rows (bounds shifted to them).
-	bounds := append([]int32(nil), vert.bounds[2*win.Y0:2*(win.Y0+win.H)]...)
+	bounds := vert.bounds
 	for i := 0; i < len(bounds); i += 2 {
 		bounds[i] -= int32(rowLo)
 	}
 	out := make([]uint8, win.H*cols*c)
-	vpass8(tmp, cols*c, bounds, vert.k8[win.Y0*vert.ksize:(win.Y0+win.H)*vert.ksize], vert.ksize, win.H, out)
+	vpass8(tmp, cols*c, bounds, vert.k8, vert.ksize, win.H, out)
 	return Image{C: c, H: win.H, W: cols, Pix8: out}
 }
 
@@ -271,38 +306,48 @@ func resizeFloat(im Image, outW, outH int, f Filter, win window) Image {
 	}
 	k := f.kernel()
 	out := Image{C: im.C, H: win.H, W: win.W, Pix: make([]float32, im.C*win.H*win.W)}
-	hor, vert := newAxis(im.W, outW, k), newAxis(im.H, outH, k)
 	needH, needV := outW != im.W, outH != im.H
-	tmp := make([]float32, im.H*win.W)
+	var hor, vert axis
+	if needH {
+		hor = newAxisWindow(im.W, outW, k, win.X0, win.W)
+	}
+	// Only the source rows the window's vertical taps read go through the
+	// horizontal pass.
+	rowLo, rowHi := win.Y0, win.Y0+win.H
+	if needV {
+		vert = newAxisWindow(im.H, outH, k, win.Y0, win.H)
+		last := win.H - 1
+		rowLo, rowHi = int(vert.bounds[0]), int(vert.bounds[2*last]+vert.bounds[2*last+1])
+	}
+	tmp := make([]float32, (rowHi-rowLo)*win.W)
 	for c := 0; c < im.C; c++ {
 		plane := im.Pix[c*im.H*im.W : (c+1)*im.H*im.W]
-		for y := 0; y < im.H; y++ {
-			for xx := 0; xx < win.W; xx++ {
-				ox := win.X0 + xx
+		for y := rowLo; y < rowHi; y++ {
+			trow := tmp[(y-rowLo)*win.W : (y-rowLo+1)*win.W]
+			for xx := range trow {
 				if !needH {
-					tmp[y*win.W+xx] = plane[y*im.W+ox]
+					trow[xx] = plane[y*im.W+win.X0+xx]
 					continue
 				}
-				xmin, n := int(hor.bounds[2*ox]), int(hor.bounds[2*ox+1])
+				xmin, n := int(hor.bounds[2*xx]), int(hor.bounds[2*xx+1])
 				var ss float64
 				for x := 0; x < n; x++ {
-					ss += float64(plane[y*im.W+xmin+x]) * hor.kk[ox*hor.ksize+x]
+					ss += float64(plane[y*im.W+xmin+x]) * hor.kk[xx*hor.ksize+x]
 				}
-				tmp[y*win.W+xx] = float32(ss)
+				trow[xx] = float32(ss)
 			}
 		}
 		dst := out.Pix[c*win.H*win.W : (c+1)*win.H*win.W]
 		for yy := 0; yy < win.H; yy++ {
-			oy := win.Y0 + yy
 			for xx := 0; xx < win.W; xx++ {
 				if !needV {
-					dst[yy*win.W+xx] = tmp[oy*win.W+xx]
+					dst[yy*win.W+xx] = tmp[yy*win.W+xx]
 					continue
 				}
-				ymin, n := int(vert.bounds[2*oy]), int(vert.bounds[2*oy+1])
+				ymin, n := int(vert.bounds[2*yy])-rowLo, int(vert.bounds[2*yy+1])
 				var ss float64
 				for y := 0; y < n; y++ {
-					ss += float64(tmp[(ymin+y)*win.W+xx]) * vert.kk[oy*vert.ksize+y]
+					ss += float64(tmp[(ymin+y)*win.W+xx]) * vert.kk[yy*vert.ksize+y]
 				}
 				dst[yy*win.W+xx] = float32(ss)
 			}
@@ -315,28 +360,32 @@ func resizeFloat(im Image, outW, outH int, f Filter, win window) Image {
 // ImagingScaleAffine): source index COORD(x0 + (i + 0.5) s), the position
 // accumulated step by step in double as Pillow does.
 func nearest(im Image, outW, outH int, win window) Image {
-	index := func(inSize, outSize int) []int {
+	// Source indices of the window's outputs [lo, lo+n) alone; the position
+	// is still accumulated from 0, as Pillow does.
+	index := func(inSize, outSize, lo, n int) []int {
 		a := float64(float32(inSize)) / float64(outSize)
-		idx := make([]int, outSize)
+		idx := make([]int, n)
 		xo := 0 + a*0.5
-		for x := range idx {
-			if xo < 0 {
-				idx[x] = -1
-			} else {
-				idx[x] = int(xo)
+		for x := 0; x < lo+n; x++ {
+			if x >= lo {
+				if xo < 0 {
+					idx[x-lo] = -1
+				} else {
+					idx[x-lo] = int(xo)
+				}
 			}
 			xo += a
 		}
 		return idx
 	}
-	xs, ys := index(im.W, outW), index(im.H, outH)
+	xs, ys := index(im.W, outW, win.X0, win.W), index(im.H, outH, win.Y0, win.H)
 	c := im.C
 	if im.Is8Bit() {
 		out := Image{C: c, H: win.H, W: win.W, Pix8: make([]uint8, win.H*win.W*c)}
 		for yy := 0; yy < win.H; yy++ {
-			sy := ys[win.Y0+yy]
+			sy := ys[yy]
 			for xx := 0; xx < win.W; xx++ {
-				sx := xs[win.X0+xx]
+				sx := xs[xx]
 				if sx < 0 || sx >= im.W || sy < 0 || sy >= im.H {
 					continue
 				}
@@ -348,9 +397,9 @@ func nearest(im Image, outW, outH int, win window) Image {
 	out := Image{C: c, H: win.H, W: win.W, Pix: make([]float32, c*win.H*win.W)}
 	for ch := 0; ch < c; ch++ {
 		for yy := 0; yy < win.H; yy++ {
-			sy := ys[win.Y0+yy]
+			sy := ys[yy]
 			for xx := 0; xx < win.W; xx++ {
-				sx := xs[win.X0+xx]
+				sx := xs[xx]
 				if sx < 0 || sx >= im.W || sy < 0 || sy >= im.H {
 					continue
 				}

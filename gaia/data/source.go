@@ -12,7 +12,8 @@
 //	svhn:FILE.mat            SVHN cropped digits (test_32x32.mat, train_32x32.mat), label 10 read as 0 as torchvision does
 //	mnist:PATH               MNIST-style idx images file (gzip or not); labels from the matching labels file if present
 //	folder:PATH              PNG and JPEG files; one subfolder per class gives labels (sorted names), a flat folder none
-//	list:PATH                lines "relative/path label" (OpenOOD style), relative to the list's folder or root=DIR
+//	list:PATH                lines "relative/path label" (OpenOOD style), relative to the list's folder or root=DIR;
+//	                         a path outside that root (../x, /abs) is refused unless the spec says outside-root
 //	noise:uniform|gaussian   options n=COUNT, shape=CxHxW, seed=S (gaussian: mean 0.5, std 0.25, clipped to [0, 1])
 //
 // Options, after the first comma: resize=HxW or resize=S (S the shorter
@@ -100,7 +101,7 @@ func Open(sp *Spec) (Source, error) {
 	case "noise":
 		known["n"], known["shape"] = true, true
 	case "list":
-		known["root"] = true
+		known["root"], known["outside-root"] = true, true
 	case "cifar10-py", "cifar100-py":
 		known["split"] = true
 	}
@@ -125,7 +126,8 @@ func Open(sp *Spec) (Source, error) {
 	case "folder":
 		return openFolder(sp.Arg)
 	case "list":
-		return openList(sp.Arg, sp.Options["root"])
+		_, outside := sp.Options["outside-root"]
+		return openList(sp.Arg, sp.Options["root"], outside)
 	case "noise":
 		return openNoise(sp)
 	}

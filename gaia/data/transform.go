@@ -258,10 +258,178 @@ func (t *Transform) Pixels(img Image, index int) (Image, error) {
 		img = t.padCrop(img, index)
 	}
 	if img.H != t.H || img.W != t.W {
-		return Image{}, fmt.Errorf("image is %dx%d after transforms, the model takes %dx%d: add resize=%dx%d or center-crop=%dx%d to the data spec",
-			img.H, img.W, t.H, t.W, t.H, t.W, t.H, t.W)
+		return Image{}, &SizeError{H: img.H, W: img.W, WantH: t.H, WantW: t.W, Transform: t.options()}
 	}
 	return img, nil
+}
+
+// SizeError is an image whose size after the transform is not the model's.
+type SizeError struct {
+	H, W         int    // after the transform
+	WantH, WantW int    // the model's input
+	Transform    string // the transform's options ("" for none)
+}
+
+func (e *SizeError) Error() string {
+	tf := e.Transform
+	if tf == "" {
+		tf = "none"
+	}
+	return fmt.Sprintf("image is %dx%d after the transform (%s), the model takes %dx%d", e.H, e.W, tf, e.WantH, e.WantW)
+}
+
+// options is the transform as data spec options, as TransformOptions
+// writes them.
+func (t *Transform) options() string {
+	var out []string
+	if t.gray {
+		out = append(out, "gray")
+	}
+	if t.rgb {
+		out = append(out, "rgb")
+	}
+	if t.draft {
+		out = append(out, "draft")
+	}
+	if t.resizeShort > 0 {
+		out = append(out, fmt.Sprintf("resize=%d", t.resizeShort))
+	}
+	if t.resizeH > 0 {
+		out = append(out, fmt.Sprintf("resize=%dx%d", t.resizeH, t.resizeW))
+	}
+	if t.filter != FilterBilinear {
+		out = append(out, "resize-filter="+t.filter.String())
+	}
+	if t.cropH > 0 {
+		kind := "center-crop"
+		if t.randomCrop {
+			kind = "random-crop"
+		}
+		out = append(out, fmt.Sprintf("%s=%dx%d", kind, t.cropH, t.cropW))
+	}
+	return strings.Join(out, ",")
+}
+
+// Cost is the bytes Pixels allocates for an image of c x h x w values of
+// bpv bytes each (1 for 8-bit images, 4 for float ones), beside the image
+// itself, computed as Pixels makes its steps and before any is made: the
+// channel conversions, the resize's coefficients (for the crop's window
+// alone), its passes and its result, the padding of a crop larger than the
+// image. It is also the error Pixels would return for that size.
+func (t *Transform) Cost(c, h, w, bpv int) (int64, error) {
+	var total int64
+	px := func(c, h, w int) int64 { return int64(c) * int64(h) * int64(w) * int64(bpv) }
+	if t.gray && c != 1 {
+		total, c = total+px(1, h, w), 1
+	}
+	if t.rgb && c != 3 {
+		total, c = total+px(3, h, w), 3
+	}
+	if c != t.C {
+		if !(c == 1 && t.C == 3 || c == 3 && t.C == 1) {
+			return 0, fmt.Errorf("image has %d channels, the model takes %d", c, t.C)
+		}
+		total, c = total+px(t.C, h, w), t.C
+	}
+	rw, rh := t.resizeSize(w, h)
+	if rw <= 0 || rh <= 0 {
+		return 0, fmt.Errorf("image %dx%d resizes to nothing", h, w)
+	}
+	win := window{0, 0, rw, rh}
+	padded := false
+	if t.cropH > 0 {
+		if rw < t.cropW || rh < t.cropH {
+			if t.randomCrop {
+				return 0, fmt.Errorf("image %dx%d is smaller than the %dx%d crop", rh, rw, t.cropH, t.cropW)
+			}
+			padded = true
+		} else {
+			win = window{0, 0, t.cropW, t.cropH}
+		}
+	}
+	oh, ow := win.H, win.W
+	switch {
+	case rw == w && rh == h && win == (window{0, 0, w, h}):
+	case rw == w && rh == h: // a crop
+		total += px(c, win.H, win.W)
+	case t.filter == FilterNearest:
+		total += 8*int64(win.W+win.H) + px(c, win.H, win.W)
+	default:
+		k := t.filter.kernel()
+		rows := int64(win.H)
+		if rw != w {
+			_, ks := axisSupport(w, rw, k)
+			total += int64(win.W) * (8 + 12*int64(ks))
+		}
+		if rh != h {
+			_, ks := axisSupport(h, rh, k)
+			total += int64(win.H) * (8 + 12*int64(ks))
+			// The rows the window reads, wherever the crop puts it: at most
+			// those of its widest stretch.
+			lo, hi := axisRows(h, rh, k, 0, win.H-1)
+			lo2, hi2 := axisRows(h, rh, k, rh-win.H, rh-1)
+			rows = int64(max(hi-lo, hi2-lo2)) + 1
+		}
+		total += rows*int64(win.W)*int64(c)*int64(bpv) + px(c, win.H, win.W) + 4*int64(win.W)*int64(c)
+	}
+	if padded {
+		ph, pw := max(rh, t.cropH), max(rw, t.cropW)
+		total += px(c, ph, pw) + px(c, t.cropH, t.cropW)
+		oh, ow = t.cropH, t.cropW
+	}
+	if oh != t.H || ow != t.W {
+		return 0, &SizeError{H: oh, W: ow, WantH: t.H, WantW: t.W, Transform: t.options()}
+	}
+	return total, nil
+}
+
+// Check refuses an image the transform cannot make a model input of, or
+// whose decoded bytes and the transform's (Cost) would pass budget (zero
+// or negative: no bound), before the transform allocates anything.
+func (t *Transform) Check(img Image, budget int64) error {
+	bpv, held := 1, int64(len(img.Pix8))
+	if !img.Is8Bit() {
+		bpv, held = 4, 4*int64(len(img.Pix))
+	}
+	cost, err := t.Cost(img.C, img.H, img.W, bpv)
+	if err != nil {
+		return err
+	}
+	if budget > 0 && held+cost > budget {
+		return fmt.Errorf("%w: a %dx%d image takes %d MiB through the transform (%s), at most %d MiB",
+			ErrTooLarge, img.W, img.H, (held+cost)>>20, t.Describe(), budget>>20)
+	}
+	return nil
+}
+
+// Feasible refuses, before any image is read, a transform that can make
+// no model input (its output size is fixed and not the model's) or that
+// passes budget even for the smallest image (a resize to 100000 x 100000).
+func (t *Transform) Feasible(budget int64) error {
+	fixedH, fixedW := 0, 0
+	switch {
+	case t.cropH > 0:
+		fixedH, fixedW = t.cropH, t.cropW
+	case t.resizeH > 0:
+		fixedH, fixedW = t.resizeH, t.resizeW
+	}
+	if fixedH > 0 && (fixedH != t.H || fixedW != t.W) {
+		return &SizeError{H: fixedH, W: fixedW, WantH: t.H, WantW: t.W, Transform: t.options()}
+	}
+	// The cheapest image the transform takes: of the model's size (or one
+	// pixel, for a transform that resizes everything).
+	h, w := t.H, t.W
+	if t.resizeH > 0 || t.resizeShort > 0 {
+		h, w = 1, 1
+	}
+	cost, err := t.Cost(t.C, h, w, 1)
+	if err != nil {
+		return nil // not every size works (a crop of a resize to the shorter side); images are checked one by one
+	}
+	if budget > 0 && cost > budget {
+		return fmt.Errorf("%w: the transform (%s) takes %d MiB for even the smallest image, at most %d MiB", ErrTooLarge, t.Describe(), cost>>20, budget>>20)
+	}
+	return nil
 }
 
 // resize makes the window win of the image resized to w x h (a window of
@@ -377,9 +545,11 @@ func TransformOptions(spec string) (string, error) {
 		return "", err
 	}
 	var out []string
+	_, random := sp.Options["random-crop"]
 	for _, k := range transformKeys {
 		v, ok := sp.Options[k]
 		switch {
+		case k == "seed" && !random: // a noise source's seed, not a transform's
 		case !ok:
 		case v == "":
 			out = append(out, k)

@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +216,14 @@ func TestServeNonFiniteAnswer(t *testing.T) {
 	assert.False(t, math.IsNaN(float64(r.Results[0].Probability)))
 	assert.True(t, math.IsNaN(float64(r.Results[1].Probability)), "the overflowing input's probability: %v", r.Results[1].Probability)
 	assert.Contains(t, string(b), `"probability":"NaN"`)
+	// The documented policy: no score of a sample whose logits are not
+	// finite (before, GAIA-Z came out finite beside a NaN probability).
+	for name, v := range r.Results[1].Scores {
+		assert.True(t, math.IsNaN(float64(v)), "%s of the overflowing input: %v", name, v)
+	}
+	for name, v := range r.Results[0].Scores {
+		assert.False(t, math.IsNaN(float64(v)), "%s of the good input", name)
+	}
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal(b, &raw), "the body is complete JSON")
 }
@@ -247,4 +256,91 @@ func TestServeWarmupFails(t *testing.T) {
 	defer hs.Close()
 	status, b, _ := post(t, hs.URL, "application/json", mustJSON(t, map[string]any{"inputs": [][]float32{make([]float32, 784)}}))
 	assert.Equal(t, http.StatusOK, status, string(b))
+}
+
+// scanBombJPEG repeats the last scan of a committed progressive JPEG
+// (2048 x 2048) until the file has n scans.
+func scanBombJPEG(t *testing.T, n int) []byte {
+	raw, err := os.ReadFile(filepath.Join(testenv.Root(), "gaia", "data", "testdata", "progressive-2048.jpg"))
+	require.NoError(t, err)
+	last, eoi := -1, len(raw)-2
+	for i := 2; i+1 < eoi; i++ {
+		if raw[i] == 0xff && raw[i+1] == 0xda {
+			last = i
+		}
+	}
+	require.Positive(t, last)
+	out := append([]byte(nil), raw[:eoi]...)
+	for k := 10; k < n; k++ { // the file has libjpeg's 10 scans
+		out = append(out, raw[last:eoi]...)
+	}
+	return append(out, 0xff, 0xd9)
+}
+
+// A progressive JPEG of hundreds of scans (each a pass over 2048 x 2048
+// pixels; a bomb of 10,000 scans can be 593 KB) is refused at
+// scan 101 with 400, and under a scan bound too high to catch it, its
+// decoding stops at the request's deadline: the decode slot comes back and a
+// normal image is answered at once. (Before, two such requests held both
+// decode slots for minutes and the server kept 100% CPU after the clients
+// had gone.)
+func TestServeScanBomb(t *testing.T) {
+	f := newFixture(t, 1)
+	bomb := scanBombJPEG(t, 800) // 22 MB
+	cfg := f.config()
+	cfg.DecodeWorkers = 1
+	_, hs := startServer(t, cfg, nil)
+	t0 := time.Now()
+	status, b, _ := post(t, hs.URL, "image/jpeg", bomb)
+	assert.Equal(t, http.StatusBadRequest, status, string(b))
+	assert.Contains(t, string(b), "too many scans")
+	assert.Less(t, time.Since(t0), 10*time.Second)
+
+	cfg = f.config()
+	cfg.DecodeWorkers, cfg.MaxScans, cfg.Timeout = 1, 1000000, 300*time.Millisecond
+	_, hs = startServer(t, cfg, nil)
+	t0 = time.Now()
+	status, b, _ = post(t, hs.URL, "image/jpeg", bomb)
+	took := time.Since(t0)
+	assert.Equal(t, http.StatusServiceUnavailable, status, string(b))
+	assert.Contains(t, string(b), "timed out")
+	assert.Less(t, took, 5*time.Second, "the decode stopped at the deadline")
+	t0 = time.Now()
+	status, b, _ = post(t, hs.URL, "image/png", f.images[0])
+	assert.Equal(t, http.StatusOK, status, string(b))
+	assert.Less(t, time.Since(t0), 5*time.Second, "the decode slot came back")
+}
+
+// The memory of a resize follows the crop's window, not the image's
+// aspect ratio: a 1 x 200,000 PNG under resize=28,center-crop=28x28 is
+// scored with a few MB; a transform no image passes (a fixed size that is
+// not the model's) is refused when the server starts.
+func TestServeThinImage(t *testing.T) {
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Gate, cfg.Transform = "", "resize=28,center-crop=28x28"
+	_, hs := startServer(t, cfg, nil)
+	im := image.NewGray(image.Rect(0, 0, 1, 200000))
+	for i := range im.Pix {
+		im.Pix[i] = uint8(i * 7)
+	}
+	var thin bytes.Buffer
+	require.NoError(t, png.Encode(&thin, im))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	status, b, _ := post(t, hs.URL, "image/png", thin.Bytes())
+	runtime.ReadMemStats(&after)
+	require.Equal(t, http.StatusOK, status, string(b))
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "allocated while scoring it")
+
+	cfg.Transform = "resize=100000x100000"
+	_, err := New(cfg)
+	assert.ErrorContains(t, err, "image is 100000x100000 after the transform (resize=100000x100000), the model takes 28x28")
+	// An image of the wrong size tells the client what to send.
+	_, hs = startServer(t, f.config(), nil)
+	status, b, _ = post(t, hs.URL, "image/png", pngBytes(t, 1, 56, 56))
+	assert.Equal(t, http.StatusBadRequest, status, string(b))
+	assert.Contains(t, string(b), "send images the transform makes 28x28 of")
+	assert.NotContains(t, string(b), "data spec")
 }

@@ -439,6 +439,11 @@ func (s *Server) scoreError(r *http.Request, ctx context.Context, err error, in 
 	var te *gaia.InputError
 	switch {
 	case errors.As(err, &ie):
+		var size *data.SizeError
+		if errors.As(ie.Err, &size) {
+			return badRequest("%s: %v; send images the transform makes %dx%d of (with none: %dx%d images)",
+				in.what(ie.Index), ie.Err, size.WantH, size.WantW, size.WantH, size.WantW)
+		}
 		return badRequest("%s: %v", in.what(ie.Index), ie.Err)
 	case errors.As(err, &te):
 		return badRequest("%v", te)

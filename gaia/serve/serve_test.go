@@ -363,7 +363,7 @@ func TestServeBadInput(t *testing.T) {
 		{"truncated", "image/png", good[:len(good)/2], 400, "the image"},
 		{"empty", "image/jpeg", nil, 400, "empty"},
 		{"bomb", "image/png", big.Bytes(), 400, "over the limit"},
-		{"wrong size", "image/png", wrongSize.Bytes(), 400, "28x30 after transforms"},
+		{"wrong size", "image/png", wrongSize.Bytes(), 400, "28x30 after the transform (none), the model takes 28x28; send images"},
 		{"too big body", "image/png", noisy, 413, "limit"},
 		{"content type", "text/plain", good, 415, "Content-Type"},
 		{"no content type", "", good, 415, "Content-Type"},

@@ -156,6 +156,7 @@ func DetectorHelp() string {
 // Hint adds to a library error what a command-line user can do about it:
 // the flag that gives what is missing.
 func Hint(err error) error {
+	var size *data.SizeError
 	switch {
 	case err == nil:
 		return nil
@@ -163,8 +164,10 @@ func Hint(err error) error {
 		return fmt.Errorf("%w; give --fit FILE", err)
 	case errors.Is(err, gaia.ErrNoMetadata):
 		return fmt.Errorf("%w; or give --input CxHxW (and --mean, --std)", err)
+	case errors.As(err, &size):
+		return fmt.Errorf("%w; add resize=%dx%d or center-crop=%dx%d to the data spec (or --transform)", err, size.WantH, size.WantW, size.WantH, size.WantW)
 	case errors.As(err, new(*data.SampleError)):
-		return fmt.Errorf("%w; --skip-bad skips and counts them", err)
+		return fmt.Errorf("%w (--skip-bad skips and counts unreadable samples)", err)
 	}
 	return err
 }

@@ -2,6 +2,7 @@
 package outfile
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,6 +41,52 @@ type Output struct {
 	final  string // where the file lands: Path with a symlink followed
 	direct bool   // a character device or FIFO, written to in place
 	f      *os.File
+	ctx    context.Context // a direct output's: its writes end with it
+	stop   func()          // ends the watch of ctx
+}
+
+// openDirect opens a character device, or a FIFO without blocking: the
+// open is retried until a reader is there or ctx ends, and the file is
+// in Go's poller, so that a write the reader does not take can be ended.
+func openDirect(ctx context.Context, path, final string) (*Output, error) {
+	fi, err := os.Stat(final)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	o := &Output{Path: path, final: final, direct: true, ctx: ctx, stop: func() {}}
+	if fi.Mode()&fs.ModeNamedPipe == 0 {
+		if o.f, err = os.OpenFile(final, os.O_WRONLY, 0); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return o, nil
+	}
+	for {
+		o.f, err = os.OpenFile(final, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ENXIO) { // ENXIO: no reader yet
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: a FIFO nobody reads: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if ctx.Done() != nil {
+		done := make(chan struct{})
+		var once sync.Once
+		o.stop = func() { once.Do(func() { close(done) }) }
+		go func(f *os.File) {
+			select {
+			case <-ctx.Done():
+				f.SetWriteDeadline(time.Unix(1, 0)) // a write in progress returns now
+			case <-done:
+			}
+		}(o.f)
+	}
+	return o, nil
 }
 
 // Final is where the file lands: Path with a symlink followed.
@@ -120,17 +168,19 @@ func specialKind(m fs.FileMode) string {
 
 // Create starts an Output at path: it checks the path (Resolve),
 // removes stale temporaries of the same output, and creates the temporary.
-func Create(path string) (*Output, error) {
+func Create(path string) (*Output, error) { return CreateContext(context.Background(), path) }
+
+// CreateContext is Create whose waits end with ctx: a FIFO at path is
+// waited on until a reader opens it, and a write to it blocks while the
+// reader does not read; when ctx ends, the wait and the write return ctx's
+// error (SIGTERM stops a run that writes to a pipe nobody reads).
+func CreateContext(ctx context.Context, path string) (*Output, error) {
 	final, direct, err := Resolve(path)
 	if err != nil {
 		return nil, err
 	}
 	if direct {
-		f, err := os.OpenFile(final, os.O_WRONLY, 0)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return &Output{Path: path, final: final, direct: true, f: f}, nil
+		return openDirect(ctx, path, final)
 	}
 	RemoveStalePartials(final)
 	perm := os.FileMode(0o644)
@@ -206,13 +256,21 @@ func processAlive(pid int) bool {
 // File is the temporary file, to write to.
 func (o *Output) File() *os.File { return o.f }
 
-// Write writes to the temporary file.
-func (o *Output) Write(b []byte) (int, error) { return o.f.Write(b) }
+// Write writes to the temporary file (or the device or FIFO); a direct
+// write that its context ended returns the context's error.
+func (o *Output) Write(b []byte) (int, error) {
+	n, err := o.f.Write(b)
+	if err != nil && o.ctx != nil && o.ctx.Err() != nil {
+		return n, fmt.Errorf("write %s: %w", o.Path, o.ctx.Err())
+	}
+	return n, err
+}
 
 // Sync flushes the temporary file to disk and closes it: what fails on a
 // full disk fails here, before anything is renamed.
 func (o *Output) Sync() error {
 	if o.direct { // a device or pipe: nothing to sync, just close
+		o.stop()
 		if err := o.f.Close(); err != nil {
 			return fmt.Errorf("write %s: %w", o.Path, err)
 		}
@@ -259,6 +317,9 @@ func (o *Output) Commit() error { return Commit(o) }
 // Abort removes the temporary file; the path is untouched.
 func (o *Output) Abort() {
 	if o != nil && o.f != nil {
+		if o.stop != nil {
+			o.stop()
+		}
 		o.f.Close()
 		if !o.direct {
 			os.Remove(o.f.Name())

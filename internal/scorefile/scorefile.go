@@ -4,6 +4,7 @@ package scorefile
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -34,16 +35,21 @@ type Writer struct {
 // not atomically). The path is checked, and its temporary created, now:
 // before any scoring.
 func Create(path string, detectors []string, out io.Writer) (*Writer, error) {
+	return CreateContext(context.Background(), path, detectors, out)
+}
+
+// CreateContext is Create whose waits on a FIFO end with ctx (outfile.CreateContext).
+func CreateContext(ctx context.Context, path string, detectors []string, out io.Writer) (*Writer, error) {
 	sw := &Writer{path: path, dets: len(detectors)}
 	if path == "-" {
 		sw.bw = bufio.NewWriter(out)
 	} else {
-		o, err := outfile.Create(path)
+		o, err := outfile.CreateContext(ctx, path)
 		if err != nil {
 			return nil, fmt.Errorf("score file %w", err)
 		}
 		sw.out = o
-		sw.bw = bufio.NewWriterSize(o.File(), 1<<16)
+		sw.bw = bufio.NewWriterSize(o, 1<<16)
 	}
 	sw.w = csv.NewWriter(sw.bw)
 	if err := sw.w.Write(gaia.ScoreHeader(detectors)); err != nil {
