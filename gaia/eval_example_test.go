@@ -20,7 +20,7 @@ func ExampleEvaluate() {
 	id := &gaia.ScoreFile{Path: "id.csv", Detectors: []string{"gaia-z"}, Rows: rows(0.1, 0.2, 0.3, 0.4)}
 	far := &gaia.ScoreFile{Path: "far.csv", Detectors: []string{"gaia-z"}, Rows: rows(0.5, 0.9, 0.7)}
 	near := &gaia.ScoreFile{Path: "near.csv", Detectors: []string{"gaia-z"}, Rows: rows(0.35, 0.15, 0.8)}
-	t, err := gaia.Evaluate(id, []gaia.OODSet{{Name: "far", Scores: far}, {Name: "near", Scores: near}})
+	t, err := gaia.Evaluate(id, []gaia.OODSet{{Name: "far", Scores: far}, {Name: "near", Scores: near}}, gaia.EvalOptions{})
 	if err != nil {
 		panic(err)
 	}

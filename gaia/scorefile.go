@@ -3,6 +3,7 @@ package gaia
 import (
 	"bufio"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -163,4 +164,50 @@ func (sf *ScoreFile) Accuracy() (acc float64, labelled int, ok bool) {
 		return 0, 0, false
 	}
 	return float64(right) / float64(labelled), labelled, true
+}
+
+// JoinScoreFiles joins score files of the same samples made by different
+// runs (other detectors) into one, column by column: their rows must be the
+// same samples in the same order (index and source), so that detectors from
+// different runs can be compared sample for sample; a detector in two of
+// them is refused.
+func JoinScoreFiles(files ...*ScoreFile) (*ScoreFile, error) {
+	if len(files) == 0 {
+		return nil, errors.New("join: no score file")
+	}
+	if len(files) == 1 {
+		return files[0], nil
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.Path)
+	}
+	out := &ScoreFile{Path: strings.Join(paths, "+")}
+	seen := map[string]string{}
+	for _, f := range files {
+		if len(f.Rows) != len(files[0].Rows) {
+			return nil, fmt.Errorf("join: %s has %d rows, %s %d: not the same samples", f.Path, len(f.Rows), files[0].Path, len(files[0].Rows))
+		}
+		for _, d := range f.Detectors {
+			if p, dup := seen[d]; dup {
+				return nil, fmt.Errorf("join: %s is in both %s and %s", d, p, f.Path)
+			}
+			seen[d] = f.Path
+		}
+		out.Detectors = append(out.Detectors, f.Detectors...)
+	}
+	for i, r := range files[0].Rows {
+		row := r
+		row.Scores = nil
+		for _, f := range files {
+			fr := f.Rows[i]
+			if fr.Index != r.Index || fr.Source != r.Source {
+				return nil, fmt.Errorf("join: row %d is sample %d (%s) in %s and %d (%s) in %s: the files' samples differ",
+					i+1, r.Index, r.Source, files[0].Path, fr.Index, fr.Source, f.Path)
+			}
+			row.Scores = append(row.Scores, fr.Scores...)
+		}
+		out.Rows = append(out.Rows, row)
+	}
+	return out, nil
 }

@@ -138,7 +138,7 @@ PY
 check "$OUT/demo" "bench's report.html"
 ids=(--id MNIST="$OUT/demo/scores/MNIST.csv")
 for s in Fashion-MNIST Uniform Gaussian; do ids+=(--ood "$s=$OUT/demo/scores/$s.csv"); done
-bin/gaia report --quiet "${ids[@]}" --out "$OUT/remade"
+bin/gaia report --quiet --ci "${ids[@]}" --out "$OUT/remade"  # the intervals bench reports have by default
 check "$OUT/remade" "gaia report's report.html"
 # The page built from the score files holds the same table and thumbnails.
 "$PY" - "$OUT/demo/report.html" "$OUT/remade/report.html" <<'PY'

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -39,14 +40,76 @@ func namedFiles(cmd string, flags []string, taken ...string) ([]namedFile, error
 	return out, nil
 }
 
+// readJoined reads a set's score files (one, or several of the same samples
+// from different runs, joined by sample: FILE1,FILE2).
+func readJoined(paths string) (*gaia.ScoreFile, error) {
+	var files []*gaia.ScoreFile
+	for _, p := range strings.Split(paths, ",") {
+		sf, err := gaia.ReadScoreFile(p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, sf)
+	}
+	return gaia.JoinScoreFiles(files...)
+}
+
+// evalFlags are the flags of the evaluation's intervals, comparisons and
+// groups, which eval shares with report.
+type evalFlags struct {
+	ci        bool
+	level     float64
+	bootstrap int
+	seed      uint64
+	paired    multiFlag
+	groups    multiFlag
+}
+
+func (f *evalFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.ci, "ci", false, "intervals: AUROC's by DeLong, the other metrics' and every mean's by a percentile bootstrap (ID and OOD resampled separately)")
+	fs.Float64Var(&f.level, "ci-level", 0.95, "the intervals' and paired tests' confidence `level`")
+	fs.IntVar(&f.bootstrap, "bootstrap", 2000, "bootstrap `resamples`")
+	fs.Uint64Var(&f.seed, "seed", 1, "the bootstrap's `seed` (the same seed, the same intervals)")
+	fs.Var(&f.paired, "paired", "compare detectors on the same samples: `A,B` (A minus B) or A,all (repeatable): DeLong's test of the AUROCs, a paired bootstrap of FPR95")
+	fs.Var(&f.groups, "group", "a group of OOD sets averaged together: `NAME=SET1,SET2` (repeatable; near and far as OpenOOD)")
+}
+
+// options checks the flags and makes the evaluation's options.
+func (f *evalFlags) options(cmd string) (gaia.EvalOptions, error) {
+	opt := gaia.EvalOptions{Intervals: f.ci, Level: f.level, Bootstrap: f.bootstrap, Seed: f.seed}
+	if !(f.level > 0 && f.level < 1) {
+		return opt, usagef("%s: -ci-level must be in (0, 1)", cmd)
+	}
+	if f.bootstrap < 2 {
+		return opt, usagef("%s: -bootstrap must be at least 2", cmd)
+	}
+	for _, p := range f.paired {
+		a, b, ok := strings.Cut(p, ",")
+		if !ok || a == "" || b == "" || strings.Contains(b, ",") {
+			return opt, usagef("%s: -paired %q: want A,B or A,all", cmd, p)
+		}
+		opt.Paired = append(opt.Paired, [2]string{a, b})
+	}
+	for _, g := range f.groups {
+		name, sets, ok := strings.Cut(g, "=")
+		if !ok || name == "" || sets == "" {
+			return opt, usagef("%s: -group %q: want NAME=SET1,SET2", cmd, g)
+		}
+		opt.Groups = append(opt.Groups, gaia.Group{Name: name, Sets: strings.Split(sets, ",")})
+	}
+	return opt, nil
+}
+
 func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
-	id := fs.String("id", "", "the in-distribution score `file`")
+	id := fs.String("id", "", "the in-distribution score `file` (or FILE1,FILE2: files of the same samples from different runs, joined)")
 	var oods multiFlag
-	fs.Var(&oods, "ood", "an OOD score file as `NAME=FILE` (repeat for several sets)")
+	fs.Var(&oods, "ood", "an OOD score file as `NAME=FILE` (repeat for several sets; FILE1,FILE2 joins runs)")
 	format := fs.String("format", "table", "output `format`: table, csv, json or markdown")
 	gatePath := fs.String("gate", "", "a gate `file` (gaia calibrate): also report the fraction each set passes")
 	oodPositive := fs.Bool("ood-positive", false, "report FPR95 with OOD as the positive class (OpenOOD) instead of ID (the GAIA paper)")
+	var ef evalFlags
+	ef.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -58,7 +121,11 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usagef("eval: -format %q: want table, csv, json or markdown", *format)
 	}
-	idFile, err := gaia.ReadScoreFile(*id)
+	opt, err := ef.options("eval")
+	if err != nil {
+		return err
+	}
+	idFile, err := readJoined(*id)
 	if err != nil {
 		return err
 	}
@@ -68,18 +135,26 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	var sets []gaia.OODSet
 	for _, o := range named {
-		sf, err := gaia.ReadScoreFile(o.path)
+		sf, err := readJoined(o.path)
 		if err != nil {
 			return err
 		}
 		sets = append(sets, gaia.OODSet{Name: o.name, Scores: sf})
 	}
-	t, err := gaia.Evaluate(idFile, sets)
+	t, err := gaia.Evaluate(idFile, sets, opt)
 	if err != nil {
 		return err
 	}
 	if err := t.Write(stdout, *format, *oodPositive); err != nil {
 		return fmt.Errorf("eval: %w", err)
+	}
+	if *format == "table" || *format == "markdown" {
+		if len(t.Paired) > 0 {
+			fmt.Fprintln(stdout)
+		}
+		if err := t.WritePaired(stdout, *oodPositive); err != nil {
+			return err
+		}
 	}
 	if *gatePath != "" {
 		return applyGate(stdout, *gatePath, idFile, sets)

@@ -30,11 +30,17 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	title := fs.String("title", "", "the page's title (default: the sets' names)")
 	protocol := fs.String("protocol", "", "a line on the protocol the scores follow")
 	quiet := fs.Bool("quiet", false, "print nothing but errors")
+	var ef evalFlags
+	ef.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *id == "" || len(oods) == 0 || *out == "" {
 		return usagef("report: -id, at least one -ood NAME=FILE and -out DIR are required")
+	}
+	evalOpt, err := ef.options("report")
+	if err != nil {
+		return err
 	}
 	if *gallery < 0 {
 		return usagef("report: -gallery %d: want 0 or more", *gallery)
@@ -43,11 +49,10 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if !ok {
 		idName, idPath = strings.TrimSuffix(filepath.Base(*id), ".csv"), *id
 	}
-	in := report.Input{Title: *title, Protocol: *protocol, Gallery: *gallery, Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
+	in := report.Input{Title: *title, Protocol: *protocol, Gallery: *gallery, Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Eval: evalOpt}
 	if *gallery == 0 {
 		in.Gallery = -1
 	}
-	var err error
 	if in.ID, err = readReportSet(idName, idPath, stderr); err != nil {
 		return err
 	}

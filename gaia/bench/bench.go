@@ -177,7 +177,7 @@ func Run(ctx context.Context, c *Config, progressW io.Writer) (*Result, error) {
 	for _, o := range c.OOD {
 		oods = append(oods, gaia.OODSet{Name: o.Name, Scores: files[o.Name]})
 	}
-	table, err := gaia.Evaluate(files[c.ID.Name], oods)
+	table, err := gaia.Evaluate(files[c.ID.Name], oods, c.EvalOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func Run(ctx context.Context, c *Config, progressW io.Writer) (*Result, error) {
 		return nil, err
 	}
 	setupList := setupItems(c, meta, model, fit, table, sets)
-	in := report.Input{Title: c.title(), Protocol: strings.TrimSpace(c.Protocol), Setup: setupList, Gallery: c.Gallery,
+	in := report.Input{Title: c.title(), Protocol: strings.TrimSpace(c.Protocol), Setup: setupList, Gallery: c.Gallery, Table: table,
 		Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
 	in.ID = report.Set{Name: c.ID.Name, Scores: files[c.ID.Name], Meta: metas[c.ID.Name]}
 	for _, o := range c.OOD {

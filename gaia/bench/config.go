@@ -46,9 +46,11 @@ type FitSet struct {
 // knn_sample, seed: what the feature-based detectors learn from), settings (any
 // detector setting by its flag name, such as {taps-z: layer3,
 // energy-temperature: 1}), workers, skip_bad, gallery (images per gallery of
-// report.html, 16 by default, -1 for none). The keys earlier configs
-// gave settings under (taps_z and the like: each Setting's Legacy key)
-// still work.
+// report.html, 16 by default, -1 for none), intervals (true by default:
+// every metric with its interval, DeLong's for AUROC and a percentile
+// bootstrap for the rest; false: point estimates alone), ci_level (0.95),
+// bootstrap (resamples, 2000), bootstrap_seed (1), groups (OOD sets
+// averaged together: [{name: near, sets: [A, B]}, {name: far, sets: [C]}]).
 type Config struct {
 	Name string `yaml:"name" json:"name"`
 	// Protocol says, in the report, which published protocol the config
@@ -70,6 +72,13 @@ type Config struct {
 	// 16; -1: no galleries).
 	Gallery int  `yaml:"gallery" json:"gallery"`
 	SkipBad bool `yaml:"skip_bad" json:"skip_bad"`
+	// Intervals, their level, resamples and seed, and the groups of sets
+	// (gaia.EvalOptions).
+	Intervals     *bool        `yaml:"intervals" json:"intervals"`
+	CILevel       float64      `yaml:"ci_level" json:"ci_level"`
+	Bootstrap     int          `yaml:"bootstrap" json:"bootstrap"`
+	BootstrapSeed uint64       `yaml:"bootstrap_seed" json:"bootstrap_seed"`
+	Groups        []gaia.Group `yaml:"groups" json:"groups"`
 
 	detectors []string
 	settings  gaia.Settings
@@ -167,6 +176,26 @@ func (c *Config) check() error {
 	if c.Out == "" {
 		return fmt.Errorf("no out folder")
 	}
+	if c.CILevel != 0 && !(c.CILevel > 0 && c.CILevel < 1) {
+		return fmt.Errorf("ci_level %v must be in (0, 1)", c.CILevel)
+	}
+	if c.Bootstrap < 0 || c.Bootstrap == 1 {
+		return fmt.Errorf("bootstrap %d: want at least 2 resamples", c.Bootstrap)
+	}
+	setNames := map[string]bool{}
+	for _, o := range c.OOD {
+		setNames[o.Name] = true
+	}
+	for _, g := range c.Groups {
+		if g.Name == "" || len(g.Sets) == 0 || setNames[g.Name] || g.Name == "mean" {
+			return fmt.Errorf("group %q: a group needs a name of its own and sets", g.Name)
+		}
+		for _, s := range g.Sets {
+			if !setNames[s] {
+				return fmt.Errorf("group %s: %q is not one of the ood sets", g.Name, s)
+			}
+		}
+	}
 	c.Out = os.ExpandEnv(c.Out)
 	return nil
 }
@@ -193,3 +222,9 @@ func (c *Config) DetectorList() []string { return c.detectors }
 
 // DetectorSettings are the parsed settings.
 func (c *Config) DetectorSettings() gaia.Settings { return c.settings.Clone() }
+
+// EvalOptions is how the config's table is evaluated.
+func (c *Config) EvalOptions() gaia.EvalOptions {
+	return gaia.EvalOptions{Intervals: c.Intervals == nil || *c.Intervals, Level: c.CILevel, Bootstrap: c.Bootstrap,
+		Seed: c.BootstrapSeed, Groups: c.Groups}
+}

@@ -33,6 +33,17 @@ type Metrics struct {
 	// with +Inf), as a gate rejects them (gaia.NonFinite).
 	NaNID  int `json:"nan_id,omitempty"`
 	NaNOOD int `json:"nan_ood,omitempty"`
+
+	// Intervals at the evaluation's level (gaia.EvalOptions), when asked
+	// for: AUROC's standard error by DeLong and its interval AUC +- z SE
+	// (clipped to [0, 1]) on a set, a percentile bootstrap interval for
+	// everything else and for every mean.
+	AUROCSE            float64     `json:"auroc_se,omitempty"`
+	AUROCCI            *[2]float64 `json:"auroc_ci,omitempty"`
+	FPR95CI            *[2]float64 `json:"fpr95_ci,omitempty"`
+	FPR95OODPositiveCI *[2]float64 `json:"fpr95_ood_positive_ci,omitempty"`
+	AUPRInCI           *[2]float64 `json:"aupr_in_ci,omitempty"`
+	AUPROutCI          *[2]float64 `json:"aupr_out_ci,omitempty"`
 }
 
 // ErrEmptySet is returned when the ID or the OOD side has no scores.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 )
 
 // WriteHTML writes the page as one self-contained HTML file: CSS inline,
@@ -73,6 +74,7 @@ type pageView struct {
 	Dets      []detectorView
 	Accuracy  string
 	FPRNote   string
+	BestNote  string
 	Generator string
 }
 
@@ -94,15 +96,29 @@ func view(p *Page) *pageView {
 	v := &pageView{Page: p, ROCs: figures(p.ROC), Hists: figures(p.Hist), Generator: runtime.Version()}
 	t := p.Table
 	v.Sets = append(append([]string(nil), t.SetNames...), "mean")
+	for _, g := range t.Groups {
+		v.Sets = append(v.Sets, g.Name)
+	}
 	ncol := 2 * len(v.Sets)
 	vals := make([][]float64, len(t.Rows))
+	texts := make([][]string, len(t.Rows))
+	text := func(x float64, ci *[2]float64) string {
+		if ci == nil {
+			return fmt.Sprintf("%.2f", x)
+		}
+		return fmt.Sprintf("%.2f ±%.2f", x, 50*(ci[1]-ci[0]))
+	}
 	for i, r := range t.Rows {
 		for _, s := range v.Sets {
 			m := r.Mean
-			if s != "mean" {
-				m = r.Sets[s]
+			if sm, ok := r.Sets[s]; ok {
+				m = sm
+			} else if gm, ok := r.Groups[s]; ok {
+				m = gm
 			}
-			vals[i] = append(vals[i], math.Round(10000*m.FPR95)/100, math.Round(10000*m.AUROC)/100)
+			f, a := math.Round(10000*m.FPR95)/100, math.Round(10000*m.AUROC)/100
+			vals[i] = append(vals[i], f, a)
+			texts[i] = append(texts[i], text(f, m.FPR95CI), text(a, m.AUROCCI))
 		}
 	}
 	best := make([]float64, ncol)
@@ -115,12 +131,29 @@ func view(p *Page) *pageView {
 			}
 		}
 	}
+	// With intervals: every detector not significantly worse than the
+	// column's best (the paired test), else the best alone (every tie).
+	marked := func(i, c int) bool {
+		if t.NotWorse != nil {
+			metric := "fpr95"
+			if c%2 == 1 {
+				metric = "auroc"
+			}
+			return slices.Contains(t.NotWorse[v.Sets[c/2]][metric], t.Rows[i].Detector)
+		}
+		return vals[i][c] == best[c]
+	}
 	for i, r := range t.Rows {
 		row := tableRow{Detector: r.Detector, Anchor: anchor(r.Detector)}
-		for c, x := range vals[i] {
-			row.Cells = append(row.Cells, cell{Text: fmt.Sprintf("%.2f", x), Best: len(t.Rows) > 1 && x == best[c]})
+		for c := range vals[i] {
+			row.Cells = append(row.Cells, cell{Text: texts[i][c], Best: len(t.Rows) > 1 && marked(i, c)})
 		}
 		v.Rows = append(v.Rows, row)
+	}
+	v.BestNote = "Best per column in bold (ties all marked)."
+	if t.NotWorse != nil {
+		v.BestNote = fmt.Sprintf("In bold, per column: the best and every detector not significantly worse than it at %.0f%% (paired: DeLong's test of the AUROCs on a set, a paired bootstrap otherwise). ±: half the %.0f%% interval (AUROC on a set: DeLong; the rest and every mean: percentile bootstrap, %d resamples).",
+			100*t.Level, 100*t.Level, t.Bootstrap)
 	}
 	if t.IDAccuracy != nil {
 		v.Accuracy = fmt.Sprintf("%.2f%% of %d labelled images", 100**t.IDAccuracy, t.IDLabelled)
@@ -253,7 +286,7 @@ section.det .summary { color: var(--muted); font-size: 13px; margin-left: 8px; }
 {{range .Rows}}<tr><td class="det">{{if $.Dets}}<a href="#{{.Anchor}}">{{.Detector}}</a>{{else}}{{.Detector}}{{end}}</td>{{range $i, $c := .Cells}}<td class="num{{if $c.Best}} best{{end}}{{if eq (mod2 $i) 0}} first{{end}}">{{$c.Text}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>
-<p class="note">{{.FPRNote}} Best per column in bold (ties all marked).</p>
+<p class="note">{{.FPRNote}} {{.BestNote}}</p>
 </section>
 
 <section id="setup">

@@ -48,6 +48,12 @@ type Input struct {
 	Images *Images
 	// Date is when the page was made (as the caller formats it).
 	Date string
+	// Eval is how the table is evaluated: with intervals, the table shows
+	// them and shades, per column, every detector not significantly worse
+	// than the best. Table, if set, is the evaluation already made of the
+	// same scores with Eval (bench's), used as it is.
+	Eval  gaia.EvalOptions
+	Table *gaia.EvalTable
 }
 
 // DefaultGallery is the images per gallery when Input.Gallery is 0.
@@ -144,9 +150,12 @@ func Build(in Input) (*Page, error) {
 			oods = append(oods, gaia.OODSet{Name: s.Name, Scores: subset(s.Scores, dets)})
 		}
 	}
-	table, err := gaia.Evaluate(subset(in.ID.Scores, dets), oods)
-	if err != nil {
-		return nil, err
+	table := in.Table
+	if table == nil {
+		var err error
+		if table, err = gaia.Evaluate(subset(in.ID.Scores, dets), oods, in.Eval); err != nil {
+			return nil, err
+		}
 	}
 	k := in.Gallery
 	if k == 0 {

@@ -92,7 +92,7 @@ func TestScoreFileNonFinite(t *testing.T) {
 
 	// eval: the other detector's metrics are there, and the NaNs are noted.
 	ood := &gaia.ScoreFile{Path: "ood.csv", Detectors: sf.Detectors, Rows: []gaia.ScoreRow{{Scores: []float64{2, nan}}, {Scores: []float64{3, 0}}}}
-	tab, err := gaia.Evaluate(sf, []gaia.OODSet{{Name: "x", Scores: ood}})
+	tab, err := gaia.Evaluate(sf, []gaia.OODSet{{Name: "x", Scores: ood}}, gaia.EvalOptions{})
 	require.NoError(t, err)
 	notes := tab.NaNNotes()
 	require.Len(t, notes, 1)
